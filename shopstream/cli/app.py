@@ -1,0 +1,132 @@
+"""Root of the ``shopstream`` CLI: global flags, sub-commands, and error handling.
+
+Every expected failure is a :class:`~shopstream.errors.ShopstreamError` and ends as
+``error: <one line>`` on stderr with its exit code. Usage errors exit 2. Nothing a
+person can cause prints a traceback (set ``SHOPSTREAM_DEBUG=1`` to see one).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from typing import Annotated
+
+import click
+import typer
+
+from shopstream.cli import (
+    config_cmd,
+    consume,
+    db,
+    demo,
+    inspect,
+    produce,
+    query,
+    schemas,
+    simulate,
+    stack,
+    topics,
+)
+from shopstream.config import Settings
+from shopstream.errors import ShopstreamError
+from shopstream.logs import configure_logging
+
+app = typer.Typer(
+    name="shopstream",
+    help="Event streaming pipeline for an online shop on Apache Kafka.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    bootstrap_servers: Annotated[
+        str | None, typer.Option("--bootstrap-servers", help="Overrides KAFKA_BOOTSTRAP_SERVERS.")
+    ] = None,
+    registry_url: Annotated[
+        str | None, typer.Option("--registry-url", help="Overrides SCHEMA_REGISTRY_URL.")
+    ] = None,
+    database_url: Annotated[
+        str | None, typer.Option("--database-url", help="Overrides DATABASE_URL.")
+    ] = None,
+    log_format: Annotated[
+        str | None, typer.Option("--log-format", help="console or json (LOG_FORMAT).")
+    ] = None,
+    log_level: Annotated[
+        str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING, ERROR (LOG_LEVEL).")
+    ] = None,
+) -> None:
+    """Event streaming pipeline for an online shop on Apache Kafka."""
+    settings = Settings.load(
+        kafka_bootstrap_servers=bootstrap_servers,
+        schema_registry_url=registry_url,
+        database_url=database_url,
+        log_format=log_format,
+        log_level=log_level.upper() if log_level else None,
+    )
+    configure_logging(settings.log_level, settings.log_format)
+    ctx.obj = settings
+
+
+app.add_typer(config_cmd.app, name="config")
+app.add_typer(stack.app, name="stack")
+app.add_typer(topics.app, name="topics")
+app.add_typer(schemas.app, name="schemas")
+app.add_typer(db.app, name="db")
+app.add_typer(produce.app, name="produce")
+app.command(name="simulate")(simulate.simulate)
+app.add_typer(consume.app, name="consume")
+app.add_typer(inspect.app, name="inspect")
+app.add_typer(query.app, name="query")
+app.command(name="demo")(demo.demo)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _fail(text: str) -> None:
+    """Write one unwrapped line to stderr (Rich would wrap it at the terminal width)."""
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the app, map every failure to one line."""
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    debug = os.environ.get("SHOPSTREAM_DEBUG") == "1"
+    try:
+        app(args=argv, prog_name="shopstream", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError:
+        sys.exit(0)
+    except click.exceptions.UsageError as exc:
+        hint = f" (try '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        _fail(f"error: {_one_line(exc.format_message())}{hint}")
+        sys.exit(2)
+    except click.exceptions.Abort:
+        _fail("error: aborted")
+        sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        _fail(f"error: {_one_line(exc.format_message())}")
+        sys.exit(exc.exit_code)
+    except ShopstreamError as exc:
+        if debug:
+            raise
+        _fail(f"error: {_one_line(exc.message)}")
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("error: interrupted")
+        sys.exit(130)
+    except Exception as exc:
+        if debug:
+            raise
+        _fail(f"error: unexpected {type(exc).__name__}: {_one_line(str(exc))} "
+            "(set SHOPSTREAM_DEBUG=1 for a traceback)")
+        sys.exit(1)

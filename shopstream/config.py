@@ -1,0 +1,202 @@
+"""One typed, frozen settings object, read from the environment (12-factor).
+
+CLI flags override environment variables by building a new object with
+:meth:`Settings.with_overrides`. Secrets are :class:`pydantic.SecretStr`, so they
+never appear in ``repr``, logs or exception messages; :meth:`Settings.masked`
+is what ``shopstream config show`` prints.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from platformdirs import user_cache_dir
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from shopstream.errors import ConfigError
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"]
+
+DEFAULT_KAFKA_PORT = 9092
+DEFAULT_REGISTRY_PORT = 8081
+DEFAULT_REGISTRY_URL = f"http://localhost:{DEFAULT_REGISTRY_PORT}/apis/ccompat/v7"
+MASK = "****"
+
+
+def default_cache_dir() -> Path:
+    return Path(user_cache_dir("shopstream"))
+
+
+class Settings(BaseSettings):
+    """Effective configuration of every shopstream command and daemon."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", env_prefix="")
+
+    kafka_bootstrap_servers: str = Field(
+        default=f"localhost:{DEFAULT_KAFKA_PORT}", description="Kafka bootstrap servers"
+    )
+    schema_registry_url: str = Field(
+        default=DEFAULT_REGISTRY_URL, description="Confluent-compatible registry URL"
+    )
+    database_url: str = Field(
+        default="sqlite:///shopstream.db", description="SQLAlchemy URL of the read models"
+    )
+
+    kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: SaslMechanism | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_ca_location: str | None = None
+    kafka_ssl_certificate_location: str | None = None
+    kafka_ssl_key_location: str | None = None
+    kafka_ssl_key_password: SecretStr | None = None
+    schema_registry_basic_auth_user_info: SecretStr | None = None
+    schema_registry_ssl_ca_location: str | None = None
+
+    log_format: Literal["console", "json"] = "console"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    shopstream_cache_dir: Path = Field(
+        default_factory=default_cache_dir,
+        description="where the local stack keeps fetched jars, data and logs",
+    )
+
+    @field_validator("kafka_security_protocol", mode="before")
+    @classmethod
+    def _upper_protocol(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port...], got {value!r}")
+        return value
+
+    @field_validator("schema_registry_url")
+    @classmethod
+    def _check_registry(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"expected an http(s):// URL, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError("not a SQLAlchemy URL (e.g. sqlite:///shopstream.db)") from None
+        if url.get_backend_name() not in {"sqlite", "postgresql"}:
+            raise ValueError(f"unsupported database {url.get_backend_name()!r}")
+        return value
+
+    # -- construction -------------------------------------------------------
+
+    @classmethod
+    def load(cls, **overrides: Any) -> Settings:
+        """Read the environment, apply non-None overrides (CLI flags), validate."""
+        given = {key: value for key, value in overrides.items() if value is not None}
+        try:
+            return cls(**given)
+        except ValidationError as exc:
+            raise ConfigError(describe_validation_error(exc)) from None
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        given = {key: value for key, value in overrides.items() if value is not None}
+        if not given:
+            return self
+        data = self.model_dump()
+        data.update(given)
+        try:
+            return Settings.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(describe_validation_error(exc)) from None
+
+    # -- client configuration ---------------------------------------------------
+
+    def kafka_config(self) -> dict[str, str]:
+        """librdkafka settings shared by producers, consumers and admin clients."""
+        conf: dict[str, str] = {
+            "bootstrap.servers": self.kafka_bootstrap_servers,
+            "security.protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_sasl_mechanism:
+            conf["sasl.mechanism"] = self.kafka_sasl_mechanism
+        if self.kafka_sasl_username:
+            conf["sasl.username"] = self.kafka_sasl_username
+        if self.kafka_sasl_password:
+            conf["sasl.password"] = self.kafka_sasl_password.get_secret_value()
+        if self.kafka_ssl_ca_location:
+            conf["ssl.ca.location"] = self.kafka_ssl_ca_location
+        if self.kafka_ssl_certificate_location:
+            conf["ssl.certificate.location"] = self.kafka_ssl_certificate_location
+        if self.kafka_ssl_key_location:
+            conf["ssl.key.location"] = self.kafka_ssl_key_location
+        if self.kafka_ssl_key_password:
+            conf["ssl.key.password"] = self.kafka_ssl_key_password.get_secret_value()
+        return conf
+
+    def registry_config(self) -> dict[str, str]:
+        """Settings for confluent-kafka's SchemaRegistryClient."""
+        conf: dict[str, str] = {"url": self.schema_registry_url}
+        if self.schema_registry_basic_auth_user_info:
+            conf["basic.auth.user.info"] = (
+                self.schema_registry_basic_auth_user_info.get_secret_value()
+            )
+        if self.schema_registry_ssl_ca_location:
+            conf["ssl.ca.location"] = self.schema_registry_ssl_ca_location
+        return conf
+
+    @property
+    def stack_dir(self) -> Path:
+        return self.shopstream_cache_dir
+
+    # -- display ------------------------------------------------------------
+
+    def masked(self) -> dict[str, str]:
+        """Every setting as text, secrets replaced by a mask, URLs without passwords."""
+        shown: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                text = MASK
+            elif value is None:
+                text = ""
+            else:
+                text = str(value)
+            shown[name.upper()] = text
+        shown["DATABASE_URL"] = mask_url_password(self.database_url)
+        shown["SCHEMA_REGISTRY_URL"] = mask_url_password(self.schema_registry_url)
+        return shown
+
+
+def mask_url_password(url: str) -> str:
+    """``postgresql://u:secret@h/db`` → ``postgresql://u:****@h/db``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    userinfo, _, hostpart = rest.rpartition("@")
+    if ":" not in userinfo:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:{MASK}@{hostpart}"
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming each bad setting by its environment variable, never its value."""
+    parts = []
+    for error in exc.errors():
+        field = ".".join(str(loc) for loc in error["loc"]) or "settings"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "literal_error":
+            message = f"must be one of {error.get('ctx', {}).get('expected', '')}"
+        parts.append(f"{field.upper()}: {message}")
+    return "invalid configuration: " + "; ".join(parts)
