@@ -41,4 +41,4 @@ class StackError(ShopstreamError):
 class ConnectionFailed(ShopstreamError):
     """A broker, registry or database did not answer."""
 
-    exit_code = 3
+    exit_code = 2

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 from rich.console import Console
 
 from shopstream.config import Settings
 
-console = Console()
-err_console = Console(stderr=True)
+# Wide output when piped, so tables are not truncated in files and CI logs.
+console = Console(width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 
 def settings_from(ctx: typer.Context) -> Settings:

@@ -1,0 +1,1 @@
+"""Consumer daemons: the runtime shared by every group, and one module per projection."""

@@ -1,0 +1,1 @@
+"""Cart and order producers, and the shopper simulator."""

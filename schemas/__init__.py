@@ -1,0 +1,119 @@
+"""The Avro schemas of every shopstream event, and their loader.
+
+Each event type has one ``.avsc`` file under ``schemas/avro/<aggregate>/``. The loader
+parses them once with fastavro and knows, for each event type, the topic it lives on
+and the field that keys it (so every cart's and every order's events stay in order
+on one partition).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import fastavro
+
+AVRO_DIR = Path(__file__).parent / "avro"
+HISTORY_DIR = AVRO_DIR / "history"
+
+CART_TOPIC = "cart-events"
+ORDER_TOPIC = "order-events"
+DLQ_SUFFIX = ".dlq"
+
+#: namespace → (topic, key field): the routing of every aggregate.
+ROUTES: Mapping[str, tuple[str, str]] = {
+    "shopstream.cart": (CART_TOPIC, "cart_id"),
+    "shopstream.order": (ORDER_TOPIC, "order_id"),
+}
+
+
+@dataclass(frozen=True)
+class EventSchema:
+    """One event type's schema, where it is published and what keys it."""
+
+    name: str
+    """Record name, also the ``event_type`` header: ``OrderCreated``."""
+    full_name: str
+    """Namespaced record name: ``shopstream.order.OrderCreated``."""
+    topic: str
+    key_field: str
+    schema: dict[str, Any]
+    """The schema as written in its ``.avsc`` file."""
+    parsed: Any
+    """fastavro's parsed form, ready for schemaless_writer/reader."""
+
+    @property
+    def schema_str(self) -> str:
+        return json.dumps(self.schema, separators=(",", ":"))
+
+    def subject(self) -> str:
+        """Registry subject under TopicRecordNameStrategy: ``<topic>-<full name>``."""
+        return f"{self.topic}-{self.full_name}"
+
+
+@dataclass(frozen=True)
+class SchemaCatalog:
+    """Every event schema, looked up by record name, full name, or topic."""
+
+    by_name: Mapping[str, EventSchema]
+
+    def __iter__(self) -> Iterator[EventSchema]:
+        return iter(self.by_name.values())
+
+    def __len__(self) -> int:
+        return len(self.by_name)
+
+    def get(self, name: str) -> EventSchema:
+        """The schema of event type ``name`` (short or full name); KeyError if unknown."""
+        short = name.rsplit(".", 1)[-1]
+        return self.by_name[short]
+
+    def for_topic(self, topic: str) -> list[EventSchema]:
+        return [schema for schema in self if schema.topic == topic]
+
+    @property
+    def topics(self) -> list[str]:
+        return sorted({schema.topic for schema in self})
+
+
+def parse_schema_file(path: Path) -> tuple[dict[str, Any], Any]:
+    """Read an ``.avsc`` file and parse it with fastavro (names resolved, logical types)."""
+    raw: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return raw, fastavro.parse_schema(raw, _write_hint=False)
+
+
+def _event_schema(path: Path) -> EventSchema:
+    raw, parsed = parse_schema_file(path)
+    namespace = raw["namespace"]
+    topic, key_field = ROUTES[namespace]
+    field_names = {field["name"] for field in raw["fields"]}
+    if key_field not in field_names:
+        raise ValueError(f"{path.name}: key field {key_field!r} missing")
+    return EventSchema(
+        name=raw["name"],
+        full_name=f"{namespace}.{raw['name']}",
+        topic=topic,
+        key_field=key_field,
+        schema=raw,
+        parsed=parsed,
+    )
+
+
+@cache
+def load_catalog(avro_dir: Path = AVRO_DIR) -> SchemaCatalog:
+    """Parse every event schema under ``avro_dir`` (once per directory)."""
+    schemas = [
+        _event_schema(path)
+        for path in sorted(avro_dir.glob("*/*.avsc"))
+        if path.parent.name != HISTORY_DIR.name
+    ]
+    return SchemaCatalog(by_name={schema.name: schema for schema in schemas})
+
+
+def dlq_topic(topic: str) -> str:
+    """The dead-letter topic of ``topic``: ``order-events`` → ``order-events.dlq``."""
+    return f"{topic}{DLQ_SUFFIX}"

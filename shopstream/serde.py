@@ -1,0 +1,266 @@
+"""Where events are encoded to and decoded from Kafka message bytes.
+
+Wire format: Confluent's — magic byte ``0``, the 4-byte big-endian schema id, then the
+Avro binary body (fastavro ``schemaless_writer``). Subjects follow
+TopicRecordNameStrategy (``<topic>-<namespace>.<Record>``) because several record
+types share a topic. Schema ids come from the registry through confluent-kafka's
+:class:`SchemaRegistryClient`; each id is looked up once and cached here.
+
+The deserializer decodes with the consumer's own reader schema for the record type
+(Avro schema resolution), so an old consumer reads new events and a new one reads
+old events. Anything it cannot decode raises :class:`DecodeError` with the reason.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import fastavro
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+from schemas import EventSchema, SchemaCatalog, load_catalog
+from shopstream.errors import ConnectionFailed, ShopstreamError
+from shopstream.events import EVENT_TYPES, DomainEvent, EventValidationError
+
+MAGIC_BYTE = 0
+HEADER = struct.Struct(">bI")
+EVENT_TYPE_HEADER = "event_type"
+
+
+class SchemaRegistrationError(ShopstreamError):
+    """The registry refused a schema, or has none when one is required."""
+
+
+class DecodeError(ShopstreamError):
+    """Message bytes that cannot become an event. ``reason`` is a short code."""
+
+    def __init__(self, reason: str, detail: str, schema_id: int | None = None) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.schema_id = schema_id
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedEvent:
+    """An event ready to hand to a Kafka producer."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    event_type: str
+
+
+def registry_error_text(exc: Exception) -> str:
+    """One line from a registry error (or an unreachable registry)."""
+    if isinstance(exc, SchemaRegistryError):
+        return f"{exc.error_message} (HTTP {exc.http_status_code})"
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+class EventSerializer:
+    """Encode typed events to Confluent-framed Avro through the schema registry.
+
+    ``auto_register=True`` (the default, for development) registers the local schema
+    on first use. With ``auto_register=False`` the latest registered version of the
+    subject is the writer schema, and a subject with no version is an error.
+    """
+
+    def __init__(
+        self,
+        registry: SchemaRegistryClient,
+        *,
+        catalog: SchemaCatalog | None = None,
+        auto_register: bool = True,
+    ) -> None:
+        self._registry = registry
+        self._catalog = catalog or load_catalog()
+        self._auto_register = auto_register
+        self._writers: dict[str, tuple[bytes, Any, str, str]] = {}
+
+    def _writer_for(self, event_type: str) -> tuple[bytes, Any, str, str]:
+        writer = self._writers.get(event_type)
+        if writer is None:
+            writer = self._resolve_writer(self._catalog.get(event_type))
+            self._writers[event_type] = writer
+        return writer
+
+    def _resolve_writer(self, spec: EventSchema) -> tuple[bytes, Any, str, str]:
+        subject = spec.subject()
+        try:
+            if self._auto_register:
+                schema_id = self._registry.register_schema(subject, Schema(spec.schema_str, "AVRO"))
+                parsed = spec.parsed
+            else:
+                latest = self._registry.get_latest_version(subject)
+                schema_id = latest.schema_id
+                parsed = fastavro.parse_schema(json.loads(latest.schema.schema_str))
+        except SchemaRegistryError as exc:
+            if exc.http_status_code == 404:
+                raise SchemaRegistrationError(
+                    f"subject {subject} has no registered schema and auto-registration is off "
+                    "(run 'shopstream schemas register')"
+                ) from None
+            raise SchemaRegistrationError(
+                f"registry refused {subject}: {registry_error_text(exc)}"
+            ) from None
+        except Exception as exc:
+            raise ConnectionFailed(
+                f"schema registry unreachable at {self._registry_url()}: {registry_error_text(exc)}"
+            ) from None
+        prefix = HEADER.pack(MAGIC_BYTE, schema_id)
+        return prefix, parsed, spec.topic, spec.key_field
+
+    def _registry_url(self) -> str:
+        conf = getattr(self._registry, "_rest_client", None)
+        return str(getattr(conf, "base_urls", ["?"])[0]) if conf else "?"
+
+    def prepare(self, *event_types: str) -> None:
+        """Resolve schema ids up front (fail fast before producing anything)."""
+        for event_type in event_types or tuple(EVENT_TYPES):
+            self._writer_for(event_type)
+
+    def encode(self, event: DomainEvent) -> EncodedEvent:
+        event_type = event.event_type
+        prefix, parsed, topic, key_field = self._writer_for(event_type)
+        buffer = io.BytesIO()
+        buffer.write(prefix)
+        fastavro.schemaless_writer(buffer, parsed, event.to_record())
+        key: str = getattr(event, key_field)
+        return EncodedEvent(
+            topic=topic,
+            key=key.encode(),
+            value=buffer.getvalue(),
+            headers=[(EVENT_TYPE_HEADER, event_type.encode())],
+            event_type=event_type,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WriterSchema:
+    """What one schema id decodes to: the record type and its writer/reader schemas."""
+
+    schema_id: int
+    full_name: str
+    event_type: str
+    writer: Any
+    reader: Any | None
+    """None when the writer schema is the reader schema (no resolution needed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedEvent:
+    event: DomainEvent
+    schema_id: int
+
+
+class EventDeserializer:
+    """Decode Confluent-framed Avro to typed events with our own reader schemas."""
+
+    def __init__(
+        self, registry: SchemaRegistryClient, *, catalog: SchemaCatalog | None = None
+    ) -> None:
+        self._registry = registry
+        self._catalog = catalog or load_catalog()
+        self._by_id: dict[int, WriterSchema] = {}
+
+    def writer_schema(self, schema_id: int) -> WriterSchema:
+        """The cached writer schema of ``schema_id`` (fetched once from the registry)."""
+        known = self._by_id.get(schema_id)
+        if known is None:
+            known = self._fetch(schema_id)
+            self._by_id[schema_id] = known
+        return known
+
+    def _fetch(self, schema_id: int) -> WriterSchema:
+        try:
+            registered = self._registry.get_schema(schema_id)
+        except SchemaRegistryError as exc:
+            if exc.http_status_code == 404:
+                raise DecodeError(
+                    "unknown-schema-id", f"schema id {schema_id} is not in the registry", schema_id
+                ) from None
+            raise ConnectionFailed(
+                f"schema registry error for id {schema_id}: {registry_error_text(exc)}"
+            ) from None
+        except Exception as exc:
+            raise ConnectionFailed(
+                f"schema registry unreachable: {registry_error_text(exc)}"
+            ) from None
+        try:
+            raw = json.loads(registered.schema_str)
+            writer = fastavro.parse_schema(raw, _write_hint=False)
+        except Exception as exc:
+            raise DecodeError("bad-writer-schema", str(exc), schema_id) from None
+        full_name = _full_name(raw)
+        event_type = full_name.rsplit(".", 1)[-1]
+        try:
+            spec = self._catalog.get(event_type)
+        except KeyError:
+            raise DecodeError(
+                "unknown-record-type", f"no reader schema for record {full_name}", schema_id
+            ) from None
+        if spec.full_name != full_name:
+            raise DecodeError(
+                "unknown-record-type", f"no reader schema for record {full_name}", schema_id
+            )
+        same = fastavro.schema.to_parsing_canonical_form(raw) == (
+            fastavro.schema.to_parsing_canonical_form(spec.schema)
+        )
+        return WriterSchema(
+            schema_id=schema_id,
+            full_name=full_name,
+            event_type=event_type,
+            writer=writer,
+            reader=None if same else spec.parsed,
+        )
+
+    def decode(self, value: bytes | None) -> DecodedEvent:
+        """Bytes → typed event. Raises DecodeError (or EventValidationError) on bad input."""
+        if not value or len(value) < HEADER.size:
+            raise DecodeError("too-short", f"{len(value or b'')} bytes, expected at least 5")
+        magic, schema_id = HEADER.unpack_from(value)
+        if magic != MAGIC_BYTE:
+            raise DecodeError("no-magic-byte", f"first byte is {value[0]:#04x}, expected 0x00")
+        schema = self.writer_schema(schema_id)
+        buffer = io.BytesIO(value)
+        buffer.seek(HEADER.size)
+        try:
+            record = fastavro.schemaless_reader(buffer, schema.writer, schema.reader)
+        except (EOFError, StopIteration, IndexError, struct.error) as exc:
+            raise DecodeError("truncated-body", f"body ended early ({exc!r})", schema_id) from None
+        except Exception as exc:
+            raise DecodeError("bad-body", f"{type(exc).__name__}: {exc}", schema_id) from None
+        if buffer.tell() != len(value):
+            raise DecodeError(
+                "trailing-bytes", f"{len(value) - buffer.tell()} bytes after the record", schema_id
+            )
+        cls = EVENT_TYPES[schema.event_type]
+        if not isinstance(record, dict):
+            raise DecodeError("bad-body", "record is not a map", schema_id)
+        try:
+            event = cls.from_record(record)
+        except EventValidationError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise DecodeError("bad-body", str(exc), schema_id) from None
+        return DecodedEvent(event=event, schema_id=schema_id)  # type: ignore[arg-type]
+
+
+def _full_name(raw: Any) -> str:
+    if not isinstance(raw, dict) or raw.get("type") != "record":
+        raise DecodeError("unknown-record-type", "writer schema is not a record")
+    name = str(raw.get("name", ""))
+    namespace = raw.get("namespace")
+    return name if "." in name or not namespace else f"{namespace}.{name}"
+
+
+def make_registry_client(conf: dict[str, str]) -> SchemaRegistryClient:
+    """confluent-kafka's registry client from :meth:`Settings.registry_config`."""
+    return SchemaRegistryClient(dict(conf))
