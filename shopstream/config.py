@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     schema_registry_basic_auth_user_info: SecretStr | None = None
     schema_registry_ssl_ca_location: str | None = None
 
+    shopstream_topic_prefix: str = Field(
+        default="",
+        pattern=r"^[A-Za-z0-9._-]*$",
+        description="prefix of every topic and consumer group id (isolated tenants, tests)",
+    )
+
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -154,6 +160,14 @@ class Settings(BaseSettings):
         if self.schema_registry_ssl_ca_location:
             conf["ssl.ca.location"] = self.schema_registry_ssl_ca_location
         return conf
+
+    def topic(self, name: str) -> str:
+        """The physical topic of logical topic ``name`` (``SHOPSTREAM_TOPIC_PREFIX`` + name)."""
+        return self.shopstream_topic_prefix + name
+
+    def kafka_group(self, group_id: str) -> str:
+        """The Kafka consumer group id of project group ``group_id``."""
+        return self.shopstream_topic_prefix + group_id
 
     @property
     def stack_dir(self) -> Path:

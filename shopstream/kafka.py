@@ -115,11 +115,11 @@ class TopicSpec:
 
 
 def project_topics(
-    partitions: int = DEFAULT_PARTITIONS, replication_factor: int = 1
+    partitions: int = DEFAULT_PARTITIONS, replication_factor: int = 1, prefix: str = ""
 ) -> list[TopicSpec]:
-    """The event topics and their dead-letter topics."""
+    """The event topics and their dead-letter topics (names prefixed with ``prefix``)."""
     specs = []
-    for topic in (CART_TOPIC, ORDER_TOPIC):
+    for topic in (prefix + CART_TOPIC, prefix + ORDER_TOPIC):
         specs.append(TopicSpec(topic, partitions, replication_factor, {}))
         specs.append(TopicSpec(dlq_topic(topic), 1, replication_factor, {}))
     return specs

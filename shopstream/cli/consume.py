@@ -1,7 +1,57 @@
-"""`shopstream consume ...`."""
+"""`shopstream consume GROUP...` — run consumer daemons until SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
+import sys
+from typing import Annotated
+
 import typer
 
-app = typer.Typer(help="consume commands.", no_args_is_help=True)
+from consumers.daemon import ConsumerDaemon, DaemonOptions
+from consumers.groups import GROUPS
+from consumers.runtime import RuntimeOptions
+from shopstream.cli.context import settings_from
+
+REBUILD = "rebuild"
+
+
+def consume(
+    ctx: typer.Context,
+    groups: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help=f"Groups to run in this process: {', '.join(GROUPS)}. "
+            "'consume rebuild GROUP' empties one group's tables and replays its topic.",
+            metavar="GROUP...",
+        ),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Max messages per batch.")] = 2000,
+    batch_wait: Annotated[
+        float, typer.Option(min=0.0, help="Max seconds to wait to fill a batch.")
+    ] = 0.2,
+    until_caught_up: Annotated[
+        bool,
+        typer.Option(help="Exit 0 once every assigned partition reached its end offset at start."),
+    ] = False,
+    http_port: Annotated[
+        int, typer.Option(help="Port of /healthz, /readyz, /metrics (0: any free port, -1: off).")
+    ] = 9400,
+) -> None:
+    """Run consumer groups until SIGTERM/SIGINT; or 'rebuild GROUP' to replay one."""
+    if not groups:
+        raise typer.BadParameter("name at least one group", param_hint="GROUP")
+    settings = settings_from(ctx)
+    runtime = RuntimeOptions(
+        batch_size=batch_size, batch_wait_s=batch_wait, until_caught_up=until_caught_up
+    )
+    if groups[0] == REBUILD:
+        from consumers.rebuild import rebuild_groups
+
+        sys.exit(rebuild_groups(settings, groups[1:], runtime))
+    daemon = ConsumerDaemon(
+        settings,
+        groups,
+        runtime,
+        DaemonOptions(http_port=None if http_port < 0 else http_port),
+    )
+    sys.exit(daemon.run())

@@ -32,7 +32,10 @@ def create(
 ) -> None:
     """Create cart-events, order-events and their .dlq topics (existing ones are kept)."""
     settings = settings_from(ctx)
-    outcome = create_topics(settings, project_topics(partitions, replication_factor))
+    outcome = create_topics(
+        settings,
+        project_topics(partitions, replication_factor, settings.shopstream_topic_prefix),
+    )
     for name, result in outcome.items():
         console.print(f"{name}: {result}")
 

@@ -1,0 +1,170 @@
+"""Run one or several consumer groups in one process until SIGTERM/SIGINT.
+
+Each group gets its own thread, consumer and dead-letter producer; they share one
+database engine, one Prometheus registry and one HTTP endpoint. On SIGTERM or SIGINT
+every group finishes the batch in hand, commits, leaves the group, and the process
+exits 0 — or 1 if that takes longer than ``shutdown_timeout_s``.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import FrameType
+
+from consumers.groups import projection_for
+from consumers.health import HealthServer
+from consumers.metrics import ConsumerMetrics
+from consumers.runtime import GroupRunner, RuntimeOptions
+from shopstream.config import Settings
+from shopstream.db.engine import check_database, make_engine
+from shopstream.errors import ShopstreamError
+from shopstream.kafka import check_broker
+from shopstream.logs import get_logger
+
+log = get_logger("shopstream.daemon")
+
+
+@dataclass(frozen=True)
+class DaemonOptions:
+    http_port: int | None = 9400
+    """None: no HTTP endpoint; 0: a free port (logged)."""
+    shutdown_timeout_s: float = 30.0
+
+
+class GroupFailed(ShopstreamError):
+    """A group stopped on an error it must not skip (e.g. a dead letter not written)."""
+
+
+@dataclass
+class _Worker:
+    runner: GroupRunner
+    thread: threading.Thread
+    error: BaseException | None = None
+
+
+class ConsumerDaemon:
+    def __init__(
+        self,
+        settings: Settings,
+        groups: Sequence[str],
+        runtime: RuntimeOptions,
+        options: DaemonOptions,
+    ) -> None:
+        self._settings = settings
+        self._groups = list(dict.fromkeys(groups))
+        self._runtime = runtime
+        self._options = options
+        self._stop = threading.Event()
+        self._metrics = ConsumerMetrics()
+        self._engine = make_engine(settings.database_url)
+        self._workers: list[_Worker] = []
+        self._http: HealthServer | None = None
+
+    @property
+    def http_port(self) -> int:
+        return self._http.port if self._http else 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> int:
+        """Start every group, wait for a signal (or catch-up), stop them. Exit code."""
+        projections = [projection_for(name) for name in self._groups]
+        check_broker(self._settings)
+        check_database(self._engine)
+        self._start_http()
+        for projection in projections:
+            runner = GroupRunner(self._settings, projection, self._engine, self._metrics,
+                                 self._runtime, self._stop)
+            worker = _Worker(runner, threading.Thread(name=projection.group_id, daemon=True,
+                                                      target=lambda: None))
+            worker.thread = threading.Thread(
+                name=projection.group_id, daemon=True, target=self._work, args=(worker,)
+            )
+            self._workers.append(worker)
+        previous = self._install_signals()
+        try:
+            for worker in self._workers:
+                worker.runner.start()
+                worker.thread.start()
+            log.info("daemon running", groups=self._groups, http_port=self.http_port)
+            while any(w.thread.is_alive() for w in self._workers) and not self._stop.is_set():
+                time.sleep(0.2)
+                if any(w.error is not None for w in self._workers):
+                    self._stop.set()
+            return self._shutdown()
+        finally:
+            self._restore_signals(previous)
+            if self._http:
+                self._http.stop()
+            self._engine.dispose()
+
+    def _work(self, worker: _Worker) -> None:
+        try:
+            worker.runner.run()
+        except BaseException as exc:  # reported by the main thread, then the process stops
+            worker.error = exc
+            log.error("group failed", group=worker.runner.group_id,
+                      error=f"{type(exc).__name__}: {exc}")
+        finally:
+            worker.runner.close()
+
+    def _shutdown(self) -> int:
+        self._stop.set()
+        deadline = time.monotonic() + self._options.shutdown_timeout_s
+        for worker in self._workers:
+            worker.thread.join(max(0.0, deadline - time.monotonic()))
+        stuck = [w.runner.group_id for w in self._workers if w.thread.is_alive()]
+        if stuck:
+            log.error("groups did not stop in time", groups=stuck)
+            return 1
+        failed = [w for w in self._workers if w.error is not None]
+        if failed:
+            first = failed[0]
+            raise GroupFailed(f"group {first.runner.group_id} stopped: {first.error}")
+        log.info("daemon stopped")
+        return 0
+
+    def _start_http(self) -> None:
+        if self._options.http_port is None:
+            return
+        self._http = HealthServer(
+            self._metrics.registry, self._healthy, self._ready, self._options.http_port
+        )
+        self._http.start()
+
+    def _healthy(self) -> tuple[bool, str]:
+        now = time.monotonic()
+        stale = [
+            w.runner.group_id for w in self._workers
+            if now - w.runner.last_progress > self._runtime.stall_after_s or w.error is not None
+        ]
+        return (not stale, f"stalled: {', '.join(stale)}" if stale else "ok")
+
+    def _ready(self) -> tuple[bool, str]:
+        healthy, text = self._healthy()
+        down = [w.runner.group_id for w in self._workers if not w.runner.db_ok]
+        if not healthy:
+            return False, text
+        return (not down, f"database unavailable: {', '.join(down)}" if down else "ready")
+
+    def _install_signals(self) -> dict[int, object]:
+        previous: dict[int, object] = {}
+        if threading.current_thread() is not threading.main_thread():
+            return previous
+
+        def handle(signum: int, _frame: FrameType | None) -> None:
+            log.info("signal received, stopping", signal=signal.Signals(signum).name)
+            self._stop.set()
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, handle)
+        return previous
+
+    def _restore_signals(self, previous: dict[int, object]) -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]

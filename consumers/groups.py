@@ -1,0 +1,21 @@
+"""The consumer groups this project runs, by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from consumers.order_state import OrderStateProjection
+from consumers.projection import Projection
+from shopstream.errors import UsageError
+
+GROUPS: dict[str, Callable[[], Projection]] = {
+    "order-state": OrderStateProjection,
+}
+
+
+def projection_for(group_id: str) -> Projection:
+    factory = GROUPS.get(group_id)
+    if factory is None:
+        known = ", ".join(GROUPS)
+        raise UsageError(f"unknown group {group_id!r} (known groups: {known})")
+    return factory()

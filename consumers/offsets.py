@@ -1,0 +1,127 @@
+"""Offsets and processed event ids, stored in the database with the projection rows.
+
+Every batch moves a partition's ``next_offset`` with a compare-and-set: the update
+only matches when the stored offset is still the one this consumer started the
+batch from. A consumer that lost a partition without knowing it (a zombie after a
+rebalance) therefore cannot commit over its successor: its transaction is rolled
+back and it re-reads the offsets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, and_, bindparam, insert, select, update
+
+from shopstream.db.models import ConsumerOffset, ProcessedEvent
+
+offsets_table = ConsumerOffset.__table__
+processed_table = ProcessedEvent.__table__
+
+TopicPartitionKey = tuple[str, int]
+IN_CHUNK = 500
+
+
+class OffsetConflict(Exception):
+    """The stored offset moved under us: another consumer owns the partition now."""
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetStore:
+    group_id: str
+
+    def load(self, connection: Connection, partitions: Iterable[TopicPartitionKey]) -> dict[
+        TopicPartitionKey, int
+    ]:
+        """Stored next offsets; partitions never seen get a row at offset 0 (earliest)."""
+        wanted = set(partitions)
+        c = offsets_table.c
+        rows = connection.execute(
+            select(c.topic, c.partition, c.next_offset).where(c.group_id == self.group_id)
+        ).all()
+        found = {(row.topic, row.partition): int(row.next_offset) for row in rows}
+        missing = [key for key in wanted if key not in found]
+        if missing:
+            connection.execute(
+                insert(offsets_table),
+                [
+                    {"group_id": self.group_id, "topic": t, "partition": p, "next_offset": 0}
+                    for t, p in missing
+                ],
+            )
+            found.update({key: 0 for key in missing})
+        return {key: found[key] for key in wanted}
+
+    def load_all(self, connection: Connection) -> dict[TopicPartitionKey, int]:
+        c = offsets_table.c
+        rows = connection.execute(
+            select(c.topic, c.partition, c.next_offset).where(c.group_id == self.group_id)
+        ).all()
+        return {(row.topic, row.partition): int(row.next_offset) for row in rows}
+
+    def advance(
+        self,
+        connection: Connection,
+        moves: Mapping[TopicPartitionKey, tuple[int, int]],
+    ) -> None:
+        """Compare-and-set ``expected → new`` for every partition, in a fixed order.
+
+        Raises OffsetConflict when any stored offset is not the expected one.
+        """
+        c = offsets_table.c
+        statement = (
+            update(offsets_table)
+            .where(
+                and_(
+                    c.group_id == bindparam("g"),
+                    c.topic == bindparam("t"),
+                    c.partition == bindparam("p"),
+                    c.next_offset == bindparam("expected"),
+                )
+            )
+            .values(next_offset=bindparam("new"))
+        )
+        for (topic, partition), (expected, new) in sorted(moves.items()):
+            result = connection.execute(
+                statement,
+                {"g": self.group_id, "t": topic, "p": partition, "expected": expected, "new": new},
+            )
+            if result.rowcount != 1:
+                raise OffsetConflict(f"{topic}[{partition}] is no longer at offset {expected}")
+
+    def reset(self, connection: Connection) -> None:
+        connection.execute(offsets_table.delete().where(offsets_table.c.group_id == self.group_id))
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessedEvents:
+    """Event ids a group has already applied or dead-lettered."""
+
+    group_id: str
+
+    def seen(self, connection: Connection, event_ids: Iterable[str]) -> set[str]:
+        ids = list(dict.fromkeys(event_ids))
+        c = processed_table.c
+        found: set[str] = set()
+        for start in range(0, len(ids), IN_CHUNK):
+            chunk = ids[start : start + IN_CHUNK]
+            found.update(
+                connection.execute(
+                    select(c.event_id).where(c.group_id == self.group_id, c.event_id.in_(chunk))
+                ).scalars()
+            )
+        return found
+
+    def record(self, connection: Connection, outcomes: Mapping[str, str]) -> None:
+        if outcomes:
+            connection.execute(
+                insert(processed_table),
+                [
+                    {"group_id": self.group_id, "event_id": event_id, "outcome": outcome}
+                    for event_id, outcome in outcomes.items()
+                ],
+            )
+
+    def reset(self, connection: Connection) -> None:
+        connection.execute(processed_table.delete().where(processed_table.c.group_id == self.group_id))

@@ -1,0 +1,245 @@
+"""The ``order-state`` group: the order state machine, materialized into
+``orders``, ``order_lines`` and ``order_status_history``.
+
+    PENDING_PAYMENT --OrderPaid--> PAID --OrderConfirmed--> CONFIRMED --OrderShipped--> SHIPPED
+    PENDING_PAYMENT | PAID | CONFIRMED --OrderCancelled--> CANCELLED
+
+An event that breaks the machine is refused (and dead-lettered by the runtime):
+``unknown-order`` (no OrderCreated seen for it), ``duplicate-order`` (a second
+OrderCreated for one id), ``illegal-transition`` (e.g. paying a cancelled order,
+shipping an unpaid one), ``payment-mismatch`` (amount or currency differ from the
+order's total).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
+
+from consumers.projection import Envelope, Projection, Rejection
+from schemas import ORDER_TOPIC
+from shopstream.db.models import Order, OrderLineRow, OrderStatusHistory
+from shopstream.events import (
+    DomainEvent,
+    OrderCancelled,
+    OrderConfirmed,
+    OrderCreated,
+    OrderPaid,
+    OrderShipped,
+)
+
+GROUP_ID = "order-state"
+IN_CHUNK = 500
+
+
+class OrderStatus(StrEnum):
+    PENDING_PAYMENT = "PENDING_PAYMENT"
+    PAID = "PAID"
+    CONFIRMED = "CONFIRMED"
+    SHIPPED = "SHIPPED"
+    CANCELLED = "CANCELLED"
+
+
+S = OrderStatus
+#: event type → (statuses it may be applied in, status it leads to)
+TRANSITIONS: dict[str, tuple[frozenset[OrderStatus], OrderStatus]] = {
+    "OrderPaid": (frozenset({S.PENDING_PAYMENT}), S.PAID),
+    "OrderConfirmed": (frozenset({S.PAID}), S.CONFIRMED),
+    "OrderShipped": (frozenset({S.CONFIRMED}), S.SHIPPED),
+    "OrderCancelled": (frozenset({S.PENDING_PAYMENT, S.PAID, S.CONFIRMED}), S.CANCELLED),
+}
+
+
+class TransitionRefused(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def next_status(current: OrderStatus | None, event: DomainEvent) -> OrderStatus:
+    """The status ``event`` moves an order in ``current`` to, or TransitionRefused."""
+    order_id = getattr(event, "order_id", "?")
+    if isinstance(event, OrderCreated):
+        if current is not None:
+            raise TransitionRefused(
+                "duplicate-order", f"order {order_id} already exists (status {current})"
+            )
+        return S.PENDING_PAYMENT
+    rule = TRANSITIONS.get(event.event_type)
+    if rule is None:
+        raise TransitionRefused("unsupported-event", f"{event.event_type} is not an order event")
+    if current is None:
+        raise TransitionRefused("unknown-order", f"{event.event_type} for unknown order {order_id}")
+    allowed, target = rule
+    if current not in allowed:
+        raise TransitionRefused(
+            "illegal-transition", f"{event.event_type} not allowed in status {current}"
+        )
+    return target
+
+
+def check_payment(total: Decimal, currency: str, event: OrderPaid) -> None:
+    if event.currency != currency or event.amount != total:
+        raise TransitionRefused(
+            "payment-mismatch",
+            f"paid {event.amount} {event.currency}, order total is {total} {currency}",
+        )
+
+
+@dataclass
+class OrderRow:
+    """One order's row, loaded or created within a batch."""
+
+    values: dict[str, Any]
+    is_new: bool
+    dirty: bool = False
+    lines: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def status(self) -> OrderStatus:
+        return OrderStatus(self.values["status"])
+
+
+orders: Table = Order.__table__  # type: ignore[assignment]
+order_lines: Table = OrderLineRow.__table__  # type: ignore[assignment]
+order_status_history: Table = OrderStatusHistory.__table__  # type: ignore[assignment]
+
+
+class OrderStateProjection(Projection):
+    group_id = GROUP_ID
+    topic = ORDER_TOPIC
+    tables = (order_status_history, order_lines, orders)
+
+    def apply(self, connection: Connection, batch: Sequence[Envelope]) -> list[Rejection]:
+        rows = self._load(connection, {env.event.key for env in batch})
+        history: list[dict[str, Any]] = []
+        rejections: list[Rejection] = []
+        for env in batch:
+            try:
+                self._apply_one(rows, env, history)
+            except TransitionRefused as refused:
+                rejections.append(Rejection(env, refused.reason, refused.detail))
+        self._write(connection, rows, history)
+        return rejections
+
+    def _load(self, connection: Connection, order_ids: set[str]) -> dict[str, OrderRow]:
+        ids = sorted(order_ids)
+        loaded: dict[str, OrderRow] = {}
+        for start in range(0, len(ids), IN_CHUNK):
+            chunk = ids[start : start + IN_CHUNK]
+            for row in connection.execute(select(orders).where(orders.c.order_id.in_(chunk))):
+                loaded[row.order_id] = OrderRow(values=dict(row._mapping), is_new=False)
+        return loaded
+
+    def _apply_one(
+        self, rows: dict[str, OrderRow], env: Envelope, history: list[dict[str, Any]]
+    ) -> None:
+        event = env.event
+        order_id = event.key
+        row = rows.get(order_id)
+        current = row.status if row is not None else None
+        target = next_status(current, event)
+        at = event.occurred_at
+        if isinstance(event, OrderCreated):
+            row = _created_row(event)
+            rows[order_id] = row
+        else:
+            assert row is not None
+            _transition(row, event, target, at)
+        row.values["events_applied"] += 1
+        row.dirty = True
+        history.append({
+            "order_id": order_id,
+            "seq": row.values["events_applied"],
+            "from_status": current.value if current else None,
+            "to_status": target.value,
+            "event_type": event.event_type,
+            "event_id": event.event_id,
+            "occurred_at": at,
+        })
+
+    def _write(
+        self, connection: Connection, rows: dict[str, OrderRow], history: list[dict[str, Any]]
+    ) -> None:
+        new = [row for row in rows.values() if row.is_new and row.dirty]
+        changed = [row for row in rows.values() if not row.is_new and row.dirty]
+        if new:
+            connection.execute(insert(orders), [row.values for row in new])
+            lines = [line for row in new for line in row.lines]
+            if lines:
+                connection.execute(insert(order_lines), lines)
+        if changed:
+            statement = (
+                update(orders)
+                .where(orders.c.order_id == bindparam("b_order_id"))
+                .values({name: bindparam(name) for name in _MUTABLE})
+            )
+            connection.execute(
+                statement,
+                [
+                    {"b_order_id": row.values["order_id"],
+                     **{name: row.values[name] for name in _MUTABLE}}
+                    for row in changed
+                ],
+            )
+        if history:
+            connection.execute(insert(order_status_history), history)
+
+
+_MUTABLE = (
+    "status", "payment_id", "amount_paid", "carrier", "tracking_number", "cancel_reason",
+    "paid_at", "confirmed_at", "shipped_at", "cancelled_at", "updated_at", "events_applied",
+)
+
+
+def _created_row(event: OrderCreated) -> OrderRow:
+    at: datetime = event.occurred_at
+    values: dict[str, Any] = {
+        "order_id": event.order_id,
+        "customer_id": event.customer_id,
+        "status": S.PENDING_PAYMENT.value,
+        "total": event.total,
+        "currency": event.currency,
+        "cart_id": event.cart_id,
+        "coupon_code": event.coupon_code,
+        "payment_id": None,
+        "amount_paid": None,
+        "carrier": None,
+        "tracking_number": None,
+        "cancel_reason": None,
+        "created_at": at,
+        "paid_at": None,
+        "confirmed_at": None,
+        "shipped_at": None,
+        "cancelled_at": None,
+        "updated_at": at,
+        "events_applied": 0,
+    }
+    lines = [
+        {"order_id": event.order_id, "line_no": number, "sku": line.sku,
+         "quantity": line.quantity, "unit_price": line.unit_price}
+        for number, line in enumerate(event.lines, start=1)
+    ]
+    return OrderRow(values=values, is_new=True, lines=lines)
+
+
+def _transition(row: OrderRow, event: DomainEvent, target: OrderStatus, at: datetime) -> None:
+    values = row.values
+    if isinstance(event, OrderPaid):
+        check_payment(values["total"], values["currency"], event)
+        values.update(payment_id=event.payment_id, amount_paid=event.amount, paid_at=at)
+    elif isinstance(event, OrderConfirmed):
+        values["confirmed_at"] = at
+    elif isinstance(event, OrderShipped):
+        values.update(carrier=event.carrier, tracking_number=event.tracking_number, shipped_at=at)
+    elif isinstance(event, OrderCancelled):
+        values.update(cancel_reason=event.reason, cancelled_at=at)
+    values["status"] = target.value
+    values["updated_at"] = at

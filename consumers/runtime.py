@@ -1,0 +1,457 @@
+"""The consumer runtime every group shares: poll, decode, apply, commit — effectively once.
+
+One :class:`GroupRunner` drives one consumer group's projection:
+
+1. ``consume()`` a batch (``batch_size`` messages or ``batch_wait_s``, whichever first);
+2. decode each message (undecodable → dead letter);
+3. in ONE database transaction: compare-and-set the group's next offsets
+   (:class:`~consumers.offsets.OffsetStore`), drop events whose ``event_id`` was already
+   processed, let the projection apply the rest, record their ids, and write (and
+   confirm) the dead letters — then commit;
+4. after the database commit, commit the same offsets to Kafka, so standard tools
+   show the group's lag. Kafka's offsets are never read back: on assignment the
+   runner resumes from the offsets in the database (earliest when none).
+
+A database that fails is retried with backoff while the partitions are paused and
+the consumer keeps polling (it stays in the group); nothing is skipped. A broker that
+goes away is retried by librdkafka and reported in the logs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
+
+from consumers.dlq import DeadLetter, DeadLetterWriter
+from consumers.metrics import ConsumerMetrics
+from consumers.offsets import OffsetConflict, OffsetStore, ProcessedEvents, TopicPartitionKey
+from consumers.projection import Envelope, Projection, Rejection
+from shopstream.config import Settings
+from shopstream.db.engine import describe_db_error
+from shopstream.events import EventValidationError
+from shopstream.kafka import describe_kafka_error, make_consumer
+from shopstream.logs import get_logger
+from shopstream.serde import DecodeError, EventDeserializer, make_registry_client
+
+log = get_logger("shopstream.consumer")
+
+APPLIED = "applied"
+DEAD_LETTERED = "dead-lettered"
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    batch_size: int = 2000
+    batch_wait_s: float = 0.2
+    backoff_initial_s: float = 0.2
+    backoff_max_s: float = 5.0
+    until_caught_up: bool = False
+    stall_after_s: float = 60.0
+    """/healthz fails when the poll loop has not advanced for this long."""
+    consumer_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def is_transient_db_error(exc: BaseException) -> bool:
+    """Errors that mean 'the database is unavailable right now', worth retrying."""
+    if isinstance(exc, OperationalError | DisconnectionError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+@dataclass
+class _Decoded:
+    envelopes: list[Envelope]
+    letters: list[DeadLetter]
+    moves: dict[TopicPartitionKey, tuple[int, int]]
+    messages: int
+
+
+class GroupRunner:
+    """Runs one projection's consumer group until stopped (or caught up)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        projection: Projection,
+        engine: Engine,
+        metrics: ConsumerMetrics,
+        options: RuntimeOptions,
+        stop: threading.Event,
+    ) -> None:
+        self.settings = settings
+        self.projection = projection
+        self.group_id = projection.group_id
+        self.topic = settings.topic(projection.topic)
+        self._engine = engine
+        self._metrics = metrics
+        self._options = options
+        self._stop = stop
+        self._offsets = OffsetStore(self.group_id)
+        self._processed = ProcessedEvents(self.group_id)
+        self._dlq = DeadLetterWriter(settings, self.group_id)
+        self._deserializer = EventDeserializer(make_registry_client(settings.registry_config()))
+        self._consumer: Consumer | None = None
+        self._log = log.bind(group=self.group_id)
+        # partition state, only touched by the runner's thread (callbacks run inside consume)
+        self._expected: dict[TopicPartitionKey, int] = {}
+        self._pending: set[TopicPartitionKey] = set()
+        self._end_at_start: dict[TopicPartitionKey, int] = {}
+        self._ever_assigned = False
+        self.last_progress = time.monotonic()
+        self.db_ok = True
+        self.events_applied = 0
+        self.events_dead_lettered = 0
+        self.caught_up = False
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def start(self) -> None:
+        overrides = {"client.id": f"shopstream-{self.group_id}", **self._options.consumer_overrides}
+        self._consumer = make_consumer(
+            self.settings, self.settings.kafka_group(self.group_id), **overrides
+        )
+        self._consumer.subscribe(
+            [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        self._dlq.start()
+        self._log.info("group started", topic=self.topic)
+
+    def close(self) -> None:
+        """Leave the group (revoking partitions) and flush the dead-letter producer."""
+        if self._consumer is not None:
+            try:
+                self._consumer.close()
+            except (KafkaException, RuntimeError) as exc:
+                self._log.warning("consumer close failed", error=describe_kafka_error(exc))
+            self._consumer = None
+        self._dlq.close()
+        self._log.info(
+            "group stopped", applied=self.events_applied, dead_lettered=self.events_dead_lettered
+        )
+
+    def run(self) -> None:
+        """Poll and apply until the stop event is set (or caught up, if asked)."""
+        consumer = self._require_consumer()
+        while not self._stop.is_set():
+            self.last_progress = time.monotonic()
+            if self._pending:
+                self._sync_pending()
+            messages = consumer.consume(
+                num_messages=self._options.batch_size, timeout=self._options.batch_wait_s
+            )
+            batch = self._accept(messages)
+            if batch:
+                self._process(batch)
+            if self._options.until_caught_up and self._is_caught_up():
+                self.caught_up = True
+                self._log.info("caught up", applied=self.events_applied)
+                return
+
+    # -- rebalance callbacks -------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        self._ever_assigned = True
+        try:
+            with self._engine.begin() as connection:
+                stored = self._offsets.load(connection, keys)
+        except Exception as exc:
+            if not is_transient_db_error(exc):
+                raise
+            self._log.warning("database unavailable at assignment; partitions paused",
+                              error=describe_db_error(exc))
+            consumer.incremental_assign(partitions)
+            consumer.pause(partitions)
+            self._pending.update(keys)
+            return
+        consumer.incremental_assign([TopicPartition(t, p, stored[(t, p)]) for t, p in keys])
+        self._expected.update(stored)
+        self._log.info("partitions assigned", partitions=_describe(stored))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._forget(partitions)
+        consumer.incremental_unassign(partitions)
+        self._log.info("partitions revoked", partitions=[tp.partition for tp in partitions])
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._forget(partitions)
+        consumer.incremental_unassign(partitions)
+        self._log.warning("partitions lost", partitions=[tp.partition for tp in partitions])
+
+    def _forget(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            self._expected.pop(key, None)
+            self._pending.discard(key)
+            self._end_at_start.pop(key, None)
+
+    def _sync_pending(self) -> None:
+        """Partitions assigned while the database was down: load offsets, seek, resume."""
+        consumer = self._require_consumer()
+        keys = sorted(self._pending)
+        try:
+            with self._engine.begin() as connection:
+                stored = self._offsets.load(connection, keys)
+        except Exception as exc:
+            if not is_transient_db_error(exc):
+                raise
+            self.db_ok = False
+            return
+        self.db_ok = True
+        tps = [TopicPartition(t, p, stored[(t, p)]) for t, p in keys]
+        try:
+            for tp in tps:
+                consumer.seek(tp)
+        except KafkaException:
+            return  # not fetchable yet; try again on the next loop
+        consumer.resume(tps)
+        self._pending.difference_update(keys)
+        self._expected.update(stored)
+        self._log.info("paused partitions resumed", partitions=_describe(stored))
+
+    # -- one batch --------------------------------------------------------------
+
+    def _accept(self, messages: list[Message]) -> list[Message]:
+        accepted = []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                self._on_kafka_error(error)
+                continue
+            key = (message.topic(), message.partition())
+            expected = self._expected.get(key)
+            if expected is None or message.offset() < expected:
+                continue  # not ours (any more), or already applied
+            accepted.append(message)
+        return accepted
+
+    def _on_kafka_error(self, error: KafkaError) -> None:
+        if error.code() == KafkaError._PARTITION_EOF:
+            return
+        if error.fatal():
+            raise KafkaException(error)
+        self._log.warning("kafka unavailable, retrying", error=f"{error.name()}: {error.str()}")
+
+    def _decode(self, batch: Sequence[Message]) -> _Decoded:
+        envelopes: list[Envelope] = []
+        letters: list[DeadLetter] = []
+        moves: dict[TopicPartitionKey, tuple[int, int]] = {}
+        for message in batch:
+            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            key = (topic, partition)
+            moves[key] = (self._expected[key], offset + 1)
+            try:
+                decoded = self._deserializer.decode(message.value())
+            except DecodeError as exc:
+                letters.append(_letter(message, exc.reason, exc.message))
+                continue
+            except EventValidationError as exc:
+                letters.append(_letter(message, "invalid-event", exc.message))
+                continue
+            envelopes.append(Envelope(decoded.event, topic, partition, offset))
+        return _Decoded(envelopes, letters, moves, len(batch))
+
+    def _process(self, batch: list[Message]) -> None:
+        started = time.perf_counter()
+        decoded = self._decode(batch)
+        backoff = self._options.backoff_initial_s
+        while True:
+            try:
+                applied, rejected, duplicates = self._apply_in_transaction(decoded, batch)
+                break
+            except OffsetConflict as exc:
+                self._metrics.conflicts.labels(self.group_id).inc()
+                self._log.warning("offsets moved under us; re-reading them", detail=str(exc))
+                self._resync(list(decoded.moves))
+                return
+            except Exception as exc:
+                if not is_transient_db_error(exc):
+                    raise
+                self._wait_for_database(exc, backoff)
+                backoff = min(backoff * 2, self._options.backoff_max_s)
+                if self._stop.is_set():
+                    return
+                decoded = self._still_ours(decoded, batch)
+                if decoded.messages == 0:
+                    return
+        self._after_commit(decoded, applied, rejected, duplicates, time.perf_counter() - started)
+
+    def _apply_in_transaction(
+        self, decoded: _Decoded, batch: Sequence[Message]
+    ) -> tuple[list[Envelope], list[Rejection], int]:
+        with self._engine.begin() as connection:
+            self._offsets.advance(connection, decoded.moves)
+            fresh, duplicates = self._drop_processed(connection, decoded.envelopes)
+            rejections = self.projection.apply(connection, fresh) if fresh else []
+            rejected_ids = {r.envelope.event.event_id for r in rejections}
+            outcomes = {
+                env.event.event_id: DEAD_LETTERED if env.event.event_id in rejected_ids else APPLIED
+                for env in fresh
+            }
+            self._processed.record(connection, outcomes)
+            messages = {(m.topic(), m.partition(), m.offset()): m for m in batch}
+            letters = decoded.letters + [
+                _letter(
+                    messages[(r.envelope.topic, r.envelope.partition, r.envelope.offset)],
+                    r.reason, r.detail, r.envelope.event.event_id,
+                )
+                for r in rejections
+            ]
+            self._dlq.write_all(letters)
+        applied = [env for env in fresh if env.event.event_id not in rejected_ids]
+        return applied, rejections, duplicates
+
+    def _drop_processed(
+        self, connection: Any, envelopes: list[Envelope]
+    ) -> tuple[list[Envelope], int]:
+        seen = self._processed.seen(connection, (env.event.event_id for env in envelopes))
+        fresh = []
+        for env in envelopes:
+            event_id = env.event.event_id
+            if event_id in seen:
+                continue
+            seen.add(event_id)  # a re-sent event inside the same batch
+            fresh.append(env)
+        return fresh, len(envelopes) - len(fresh)
+
+    def _after_commit(
+        self,
+        decoded: _Decoded,
+        applied: list[Envelope],
+        rejected: list[Rejection],
+        duplicates: int,
+        seconds: float,
+    ) -> None:
+        consumer = self._require_consumer()
+        for key, (_, new) in decoded.moves.items():
+            if key in self._expected:
+                self._expected[key] = new
+        commits = [TopicPartition(t, p, new) for (t, p), (_, new) in decoded.moves.items()]
+        try:
+            consumer.commit(offsets=commits, asynchronous=True)
+        except KafkaException as exc:
+            self._log.debug("kafka commit skipped", error=describe_kafka_error(exc))
+        group = self.group_id
+        for env in applied:
+            self._metrics.applied.labels(group, env.event.event_type).inc()
+        for rejection in rejected:
+            self._metrics.dead_lettered.labels(group, rejection.reason).inc()
+        for letter in decoded.letters:
+            self._metrics.dead_lettered.labels(group, letter.reason).inc()
+        if duplicates:
+            self._metrics.duplicates.labels(group).inc(duplicates)
+        self._metrics.batch_size.labels(group).observe(decoded.messages)
+        self._metrics.batch_seconds.labels(group).observe(seconds)
+        self.events_applied += len(applied)
+        self.events_dead_lettered += len(rejected) + len(decoded.letters)
+        self._update_lag()
+        self._log.debug("batch committed", messages=decoded.messages, applied=len(applied),
+                        dead_lettered=len(rejected) + len(decoded.letters), duplicates=duplicates,
+                        ms=round(seconds * 1000, 1))
+
+    # -- failures ----------------------------------------------------------------
+
+    def _wait_for_database(self, exc: BaseException, backoff: float) -> None:
+        """Pause, keep polling (stay in the group), wait ``backoff``, then resume."""
+        consumer = self._require_consumer()
+        self.db_ok = False
+        self._metrics.db_retries.labels(self.group_id).inc()
+        self._log.warning("database unavailable, retrying the batch", error=describe_db_error(exc),
+                          retry_in_s=backoff)
+        assignment = consumer.assignment()
+        consumer.pause(assignment)
+        deadline = time.monotonic() + backoff
+        while time.monotonic() < deadline and not self._stop.is_set():
+            self.last_progress = time.monotonic()
+            consumer.poll(min(0.1, backoff))  # serves rebalances; paused: no messages
+        # rewind every synced partition: whatever was fetched meanwhile is re-read
+        synced = [TopicPartition(t, p, off) for (t, p), off in self._expected.items()]
+        current = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+        for tp in synced:
+            if (tp.topic, tp.partition) in current:
+                try:
+                    consumer.seek(tp)
+                except KafkaException:
+                    pass
+        consumer.resume([tp for tp in consumer.assignment()
+                         if (tp.topic, tp.partition) not in self._pending])
+
+    def _still_ours(self, decoded: _Decoded, batch: Sequence[Message]) -> _Decoded:
+        """After waiting, keep only messages of partitions we still own at the same offset."""
+        kept = [
+            m for m in batch
+            if self._expected.get((m.topic(), m.partition())) == decoded.moves[(m.topic(), m.partition())][0]
+        ]
+        if len(kept) == len(batch):
+            return decoded
+        return self._decode(kept)
+
+    def _resync(self, keys: list[TopicPartitionKey]) -> None:
+        consumer = self._require_consumer()
+        with self._engine.begin() as connection:
+            stored = self._offsets.load(connection, keys)
+        for key, offset in stored.items():
+            if key in self._expected:
+                self._expected[key] = offset
+                try:
+                    consumer.seek(TopicPartition(key[0], key[1], offset))
+                except KafkaException:
+                    self._pending.add(key)
+
+    # -- progress ----------------------------------------------------------------
+
+    def _is_caught_up(self) -> bool:
+        if not self._ever_assigned or self._pending or not self._expected:
+            return False
+        consumer = self._require_consumer()
+        for key, next_offset in self._expected.items():
+            end = self._end_at_start.get(key)
+            if end is None:
+                _, end = consumer.get_watermark_offsets(TopicPartition(*key), timeout=10)
+                self._end_at_start[key] = end
+            if next_offset < end:
+                return False
+        return True
+
+    def _update_lag(self) -> None:
+        consumer = self._require_consumer()
+        for (topic, partition), next_offset in self._expected.items():
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+            if high >= 0:
+                self._metrics.lag.labels(self.group_id, topic, str(partition)).set(
+                    max(0, high - next_offset)
+                )
+
+    def _require_consumer(self) -> Consumer:
+        if self._consumer is None:
+            raise RuntimeError("GroupRunner.start() was not called")
+        return self._consumer
+
+
+def _letter(message: Message, reason: str, error: str, event_id: str | None = None) -> DeadLetter:
+    return DeadLetter(
+        topic=message.topic(),
+        partition=message.partition(),
+        offset=message.offset(),
+        key=message.key(),
+        value=message.value(),
+        headers=list(message.headers() or []),
+        reason=reason,
+        error=error,
+        event_id=event_id,
+    )
+
+
+def _describe(offsets: dict[TopicPartitionKey, int]) -> dict[str, int]:
+    return {f"{t}[{p}]": off for (t, p), off in sorted(offsets.items())}
+
+
+RunnerFactory = Callable[[], GroupRunner]

@@ -1,0 +1,1 @@
+"""The database layer: typed SQLAlchemy 2.0 models, engines, Alembic migrations."""

@@ -1,0 +1,181 @@
+"""Every table, as typed SQLAlchemy 2.0 models.
+
+Runtime tables (shared by all groups, keyed by group id):
+``consumer_offsets`` — the next offset to read per group and partition, written in
+the same transaction as the projection rows (effectively-once); ``processed_events``
+— event ids each group has already applied or dead-lettered (re-sent events are
+skipped).
+
+Projection tables, each owned by one group (see ``consumers/``):
+``order-state`` → orders, order_lines, order_status_history;
+``cart-projection`` → carts, cart_items;
+``sales-projection`` → product_sales, customer_stats, sales_orders, sales_order_lines.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import BigInteger, ForeignKey, Integer, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shopstream.db.types import Money, UtcDateTime
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+# -- runtime -------------------------------------------------------------------------
+
+
+class ConsumerOffset(Base):
+    __tablename__ = "consumer_offsets"
+
+    group_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(249), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    next_offset: Mapped[int] = mapped_column(BigInteger)
+
+
+class ProcessedEvent(Base):
+    __tablename__ = "processed_events"
+
+    group_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(16))  # applied | dead-lettered
+
+
+# -- order-state ---------------------------------------------------------------------
+
+
+class Order(Base):
+    __tablename__ = "orders"
+
+    order_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(100), index=True)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    total: Mapped[Decimal] = mapped_column(Money())
+    currency: Mapped[str] = mapped_column(String(3))
+    cart_id: Mapped[str | None] = mapped_column(String(100))
+    coupon_code: Mapped[str | None] = mapped_column(String(100))
+    payment_id: Mapped[str | None] = mapped_column(String(100))
+    amount_paid: Mapped[Decimal | None] = mapped_column(Money())
+    carrier: Mapped[str | None] = mapped_column(String(100))
+    tracking_number: Mapped[str | None] = mapped_column(String(100))
+    cancel_reason: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    paid_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    confirmed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    shipped_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    cancelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    events_applied: Mapped[int] = mapped_column(Integer)
+
+
+class OrderLineRow(Base):
+    __tablename__ = "order_lines"
+
+    order_id: Mapped[str] = mapped_column(
+        String(100), ForeignKey("orders.order_id", ondelete="CASCADE"), primary_key=True
+    )
+    line_no: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sku: Mapped[str] = mapped_column(String(100), index=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[Decimal] = mapped_column(Money())
+
+
+class OrderStatusHistory(Base):
+    __tablename__ = "order_status_history"
+
+    order_id: Mapped[str] = mapped_column(
+        String(100), ForeignKey("orders.order_id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    from_status: Mapped[str | None] = mapped_column(String(20))
+    to_status: Mapped[str] = mapped_column(String(20))
+    event_type: Mapped[str] = mapped_column(String(50))
+    event_id: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+# -- cart-projection -----------------------------------------------------------------
+
+
+class Cart(Base):
+    __tablename__ = "carts"
+
+    cart_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(100), index=True)
+    status: Mapped[str] = mapped_column(String(20), index=True)  # ACTIVE | CHECKED_OUT
+    item_count: Mapped[int] = mapped_column(Integer)
+    subtotal: Mapped[Decimal] = mapped_column(Money())
+    currency: Mapped[str | None] = mapped_column(String(3))
+    order_id: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    last_activity_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    checked_out_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class CartItem(Base):
+    __tablename__ = "cart_items"
+
+    cart_id: Mapped[str] = mapped_column(
+        String(100), ForeignKey("carts.cart_id", ondelete="CASCADE"), primary_key=True
+    )
+    sku: Mapped[str] = mapped_column(String(100), primary_key=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[Decimal] = mapped_column(Money())
+
+
+# -- sales-projection ----------------------------------------------------------------
+
+
+class ProductSales(Base):
+    __tablename__ = "product_sales"
+
+    sku: Mapped[str] = mapped_column(String(100), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    units_sold: Mapped[int] = mapped_column(Integer)
+    revenue: Mapped[Decimal] = mapped_column(Money())
+    orders: Mapped[int] = mapped_column(Integer)
+    units_cancelled: Mapped[int] = mapped_column(Integer)
+    revenue_cancelled: Mapped[Decimal] = mapped_column(Money())
+
+
+class CustomerStats(Base):
+    __tablename__ = "customer_stats"
+
+    customer_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    orders_placed: Mapped[int] = mapped_column(Integer)
+    orders_paid: Mapped[int] = mapped_column(Integer)
+    orders_cancelled: Mapped[int] = mapped_column(Integer)
+    total_spent: Mapped[Decimal] = mapped_column(Money())
+    first_order_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    last_order_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class SalesOrder(Base):
+    """The sales group's own minimal order state (it never reads order-state's tables)."""
+
+    __tablename__ = "sales_orders"
+
+    order_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20))
+    total: Mapped[Decimal] = mapped_column(Money())
+    currency: Mapped[str] = mapped_column(String(3))
+
+
+class SalesOrderLine(Base):
+    __tablename__ = "sales_order_lines"
+
+    order_id: Mapped[str] = mapped_column(
+        String(100), ForeignKey("sales_orders.order_id", ondelete="CASCADE"), primary_key=True
+    )
+    line_no: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sku: Mapped[str] = mapped_column(String(100))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[Decimal] = mapped_column(Money())
