@@ -78,10 +78,12 @@ class ConsumerDaemon:
         check_database(self._engine)
         self._start_http()
         for projection in projections:
-            runner = GroupRunner(self._settings, projection, self._engine, self._metrics,
-                                 self._runtime, self._stop)
-            worker = _Worker(runner, threading.Thread(name=projection.group_id, daemon=True,
-                                                      target=lambda: None))
+            runner = GroupRunner(
+                self._settings, projection, self._engine, self._metrics, self._runtime, self._stop
+            )
+            worker = _Worker(
+                runner, threading.Thread(name=projection.group_id, daemon=True, target=lambda: None)
+            )
             worker.thread = threading.Thread(
                 name=projection.group_id, daemon=True, target=self._work, args=(worker,)
             )
@@ -108,8 +110,9 @@ class ConsumerDaemon:
             worker.runner.run()
         except BaseException as exc:  # reported by the main thread, then the process stops
             worker.error = exc
-            log.error("group failed", group=worker.runner.group_id,
-                      error=f"{type(exc).__name__}: {exc}")
+            log.error(
+                "group failed", group=worker.runner.group_id, error=f"{type(exc).__name__}: {exc}"
+            )
         finally:
             worker.runner.close()
 
@@ -140,7 +143,8 @@ class ConsumerDaemon:
     def _healthy(self) -> tuple[bool, str]:
         now = time.monotonic()
         stale = [
-            w.runner.group_id for w in self._workers
+            w.runner.group_id
+            for w in self._workers
             if now - w.runner.last_progress > self._runtime.stall_after_s or w.error is not None
         ]
         return (not stale, f"stalled: {', '.join(stale)}" if stale else "ok")

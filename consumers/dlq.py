@@ -60,7 +60,8 @@ class DeadLetterWriter:
     def start(self) -> None:
         if self._producer is None:
             self._producer = make_producer(
-                self.settings, **{"linger.ms": 5, "message.timeout.ms": int(self.flush_timeout_s * 1000)}
+                self.settings,
+                **{"linger.ms": 5, "message.timeout.ms": int(self.flush_timeout_s * 1000)},
             )
 
     def close(self) -> None:
@@ -90,7 +91,9 @@ class DeadLetterWriter:
             )
 
     def _produce(self, producer: Producer, letter: DeadLetter, on_delivery: Any) -> None:
-        headers = [(k, v) for k, v in letter.headers if not k.startswith("dlq.")]
+        headers: list[tuple[str, str | bytes | None]] = [
+            (k, v) for k, v in letter.headers if not k.startswith("dlq.")
+        ]
         headers += [
             (REASON, letter.reason.encode()),
             (ERROR, letter.error[:1000].encode()),
@@ -105,8 +108,11 @@ class DeadLetterWriter:
         while True:
             try:
                 producer.produce(
-                    dlq_topic(letter.topic), key=letter.key, value=letter.value,
-                    headers=headers, on_delivery=on_delivery,
+                    dlq_topic(letter.topic),
+                    key=letter.key,
+                    value=letter.value,
+                    headers=headers,
+                    on_delivery=on_delivery,
                 )
                 break
             except BufferError:

@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, and_, bindparam, insert, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, insert, select, update
 
 from shopstream.db.models import ConsumerOffset, ProcessedEvent
 
-offsets_table = ConsumerOffset.__table__
-processed_table = ProcessedEvent.__table__
+offsets_table: Table = ConsumerOffset.__table__  # type: ignore[assignment]
+processed_table: Table = ProcessedEvent.__table__  # type: ignore[assignment]
 
 TopicPartitionKey = tuple[str, int]
 IN_CHUNK = 500
@@ -31,9 +31,9 @@ class OffsetConflict(Exception):
 class OffsetStore:
     group_id: str
 
-    def load(self, connection: Connection, partitions: Iterable[TopicPartitionKey]) -> dict[
-        TopicPartitionKey, int
-    ]:
+    def load(
+        self, connection: Connection, partitions: Iterable[TopicPartitionKey]
+    ) -> dict[TopicPartitionKey, int]:
         """Stored next offsets; partitions never seen get a row at offset 0 (earliest)."""
         wanted = set(partitions)
         c = offsets_table.c
@@ -124,4 +124,6 @@ class ProcessedEvents:
             )
 
     def reset(self, connection: Connection) -> None:
-        connection.execute(processed_table.delete().where(processed_table.c.group_id == self.group_id))
+        connection.execute(
+            processed_table.delete().where(processed_table.c.group_id == self.group_id)
+        )

@@ -155,15 +155,17 @@ class OrderStateProjection(Projection):
             _transition(row, event, target, at)
         row.values["events_applied"] += 1
         row.dirty = True
-        history.append({
-            "order_id": order_id,
-            "seq": row.values["events_applied"],
-            "from_status": current.value if current else None,
-            "to_status": target.value,
-            "event_type": event.event_type,
-            "event_id": event.event_id,
-            "occurred_at": at,
-        })
+        history.append(
+            {
+                "order_id": order_id,
+                "seq": row.values["events_applied"],
+                "from_status": current.value if current else None,
+                "to_status": target.value,
+                "event_type": event.event_type,
+                "event_id": event.event_id,
+                "occurred_at": at,
+            }
+        )
 
     def _write(
         self, connection: Connection, rows: dict[str, OrderRow], history: list[dict[str, Any]]
@@ -184,8 +186,10 @@ class OrderStateProjection(Projection):
             connection.execute(
                 statement,
                 [
-                    {"b_order_id": row.values["order_id"],
-                     **{name: row.values[name] for name in _MUTABLE}}
+                    {
+                        "b_order_id": row.values["order_id"],
+                        **{name: row.values[name] for name in _MUTABLE},
+                    }
                     for row in changed
                 ],
             )
@@ -194,8 +198,18 @@ class OrderStateProjection(Projection):
 
 
 _MUTABLE = (
-    "status", "payment_id", "amount_paid", "carrier", "tracking_number", "cancel_reason",
-    "paid_at", "confirmed_at", "shipped_at", "cancelled_at", "updated_at", "events_applied",
+    "status",
+    "payment_id",
+    "amount_paid",
+    "carrier",
+    "tracking_number",
+    "cancel_reason",
+    "paid_at",
+    "confirmed_at",
+    "shipped_at",
+    "cancelled_at",
+    "updated_at",
+    "events_applied",
 )
 
 
@@ -223,8 +237,13 @@ def _created_row(event: OrderCreated) -> OrderRow:
         "events_applied": 0,
     }
     lines = [
-        {"order_id": event.order_id, "line_no": number, "sku": line.sku,
-         "quantity": line.quantity, "unit_price": line.unit_price}
+        {
+            "order_id": event.order_id,
+            "line_no": number,
+            "sku": line.sku,
+            "quantity": line.quantity,
+            "unit_price": line.unit_price,
+        }
         for number, line in enumerate(event.lines, start=1)
     ]
     return OrderRow(values=values, is_new=True, lines=lines)

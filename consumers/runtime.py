@@ -19,6 +19,7 @@ goes away is retried by librdkafka and reported in the logs.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -118,7 +119,9 @@ class GroupRunner:
             self.settings, self.settings.kafka_group(self.group_id), **overrides
         )
         self._consumer.subscribe(
-            [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+            [self.topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
         self._dlq.start()
@@ -166,8 +169,10 @@ class GroupRunner:
         except Exception as exc:
             if not is_transient_db_error(exc):
                 raise
-            self._log.warning("database unavailable at assignment; partitions paused",
-                              error=describe_db_error(exc))
+            self._log.warning(
+                "database unavailable at assignment; partitions paused",
+                error=describe_db_error(exc),
+            )
             consumer.incremental_assign(partitions)
             consumer.pause(partitions)
             self._pending.update(keys)
@@ -226,9 +231,9 @@ class GroupRunner:
             if error is not None:
                 self._on_kafka_error(error)
                 continue
-            key = (message.topic(), message.partition())
-            expected = self._expected.get(key)
-            if expected is None or message.offset() < expected:
+            topic, partition, offset = coordinates(message)
+            expected = self._expected.get((topic, partition))
+            if expected is None or offset < expected:
                 continue  # not ours (any more), or already applied
             accepted.append(message)
         return accepted
@@ -245,7 +250,7 @@ class GroupRunner:
         letters: list[DeadLetter] = []
         moves: dict[TopicPartitionKey, tuple[int, int]] = {}
         for message in batch:
-            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            topic, partition, offset = coordinates(message)
             key = (topic, partition)
             moves[key] = (self._expected[key], offset + 1)
             try:
@@ -297,11 +302,13 @@ class GroupRunner:
                 for env in fresh
             }
             self._processed.record(connection, outcomes)
-            messages = {(m.topic(), m.partition(), m.offset()): m for m in batch}
+            messages = {coordinates(m): m for m in batch}
             letters = decoded.letters + [
                 _letter(
                     messages[(r.envelope.topic, r.envelope.partition, r.envelope.offset)],
-                    r.reason, r.detail, r.envelope.event.event_id,
+                    r.reason,
+                    r.detail,
+                    r.envelope.event.event_id,
                 )
                 for r in rejections
             ]
@@ -353,9 +360,14 @@ class GroupRunner:
         self.events_applied += len(applied)
         self.events_dead_lettered += len(rejected) + len(decoded.letters)
         self._update_lag()
-        self._log.debug("batch committed", messages=decoded.messages, applied=len(applied),
-                        dead_lettered=len(rejected) + len(decoded.letters), duplicates=duplicates,
-                        ms=round(seconds * 1000, 1))
+        self._log.debug(
+            "batch committed",
+            messages=decoded.messages,
+            applied=len(applied),
+            dead_lettered=len(rejected) + len(decoded.letters),
+            duplicates=duplicates,
+            ms=round(seconds * 1000, 1),
+        )
 
     # -- failures ----------------------------------------------------------------
 
@@ -364,8 +376,11 @@ class GroupRunner:
         consumer = self._require_consumer()
         self.db_ok = False
         self._metrics.db_retries.labels(self.group_id).inc()
-        self._log.warning("database unavailable, retrying the batch", error=describe_db_error(exc),
-                          retry_in_s=backoff)
+        self._log.warning(
+            "database unavailable, retrying the batch",
+            error=describe_db_error(exc),
+            retry_in_s=backoff,
+        )
         assignment = consumer.assignment()
         consumer.pause(assignment)
         deadline = time.monotonic() + backoff
@@ -377,19 +392,20 @@ class GroupRunner:
         current = {(tp.topic, tp.partition) for tp in consumer.assignment()}
         for tp in synced:
             if (tp.topic, tp.partition) in current:
-                try:
+                with contextlib.suppress(KafkaException):
                     consumer.seek(tp)
-                except KafkaException:
-                    pass
-        consumer.resume([tp for tp in consumer.assignment()
-                         if (tp.topic, tp.partition) not in self._pending])
+        consumer.resume(
+            [tp for tp in consumer.assignment() if (tp.topic, tp.partition) not in self._pending]
+        )
 
     def _still_ours(self, decoded: _Decoded, batch: Sequence[Message]) -> _Decoded:
         """After waiting, keep only messages of partitions we still own at the same offset."""
-        kept = [
-            m for m in batch
-            if self._expected.get((m.topic(), m.partition())) == decoded.moves[(m.topic(), m.partition())][0]
-        ]
+        kept = []
+        for message in batch:
+            topic, partition, _ = coordinates(message)
+            key = (topic, partition)
+            if self._expected.get(key) == decoded.moves[key][0]:
+                kept.append(message)
         if len(kept) == len(batch):
             return decoded
         return self._decode(kept)
@@ -436,14 +452,27 @@ class GroupRunner:
         return self._consumer
 
 
+def coordinates(message: Message) -> tuple[str, int, int]:
+    """Topic, partition and offset of a fetched (non-error) message."""
+    topic, partition, offset = message.topic(), message.partition(), message.offset()
+    if topic is None or partition is None or offset is None:
+        raise ValueError("message without coordinates")
+    return topic, partition, offset
+
+
 def _letter(message: Message, reason: str, error: str, event_id: str | None = None) -> DeadLetter:
+    topic, partition, offset = coordinates(message)
+    headers = message.headers() or []
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    key = message.key()
+    value = message.value()
     return DeadLetter(
-        topic=message.topic(),
-        partition=message.partition(),
-        offset=message.offset(),
-        key=message.key(),
-        value=message.value(),
-        headers=list(message.headers() or []),
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        key=key.encode() if isinstance(key, str) else key,
+        value=value.encode() if isinstance(value, str) else value,
+        headers=[(k, v.encode() if isinstance(v, str) else v or b"") for k, v in pairs],
         reason=reason,
         error=error,
         event_id=event_id,
