@@ -1,11 +1,14 @@
 """Typed, immutable domain events: the Python side of the Avro contracts in ``schemas/``.
 
-Every event validates itself on construction (ids non-empty, quantities positive,
-money non-negative with at most two decimals and at most 12 digits, currency three
-upper-case letters, order totals equal to the sum of their lines) and raises
-:class:`EventValidationError` naming the field and the rule. Timestamps are
-normalized to UTC milliseconds, the precision of Avro ``timestamp-millis``, so an
-event equals itself after a round trip through the wire.
+Every event validates itself on construction (``event_id`` a UUID, other ids
+non-empty, quantities positive, money non-negative with at most two decimals and at
+most 12 digits, currency three upper-case letters, order totals equal to the sum of
+their lines) and raises :class:`EventValidationError` naming the field and the rule.
+Values are normalized to what the wire carries, so an event equals itself (down to
+``str`` of every value) after a round trip: timestamps to UTC milliseconds (Avro
+``timestamp-millis``), money to exactly two decimals (Avro ``decimal(12, 2)``:
+``Decimal("5")`` becomes ``Decimal("5.00")``), ``event_id`` to the canonical
+lower-case UUID form.
 
 ``to_record``/``from_record`` convert to and from the dicts fastavro reads and writes;
 ``to_json``/``event_from_json`` to and from the JSON people type (decimals as strings,
@@ -14,7 +17,9 @@ timestamps as ISO-8601).
 
 from __future__ import annotations
 
+import re
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -23,7 +28,9 @@ from typing import Any, ClassVar, Self
 from shopstream.errors import ShopstreamError
 
 MAX_MONEY = Decimal("9999999999.99")  # decimal(12, 2)
+CENT = Decimal("0.01")
 MAX_INT = 2**31 - 1
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 class EventValidationError(ShopstreamError, ValueError):
@@ -59,6 +66,27 @@ def to_millis(moment: datetime) -> datetime:
 def _check_text(event: str, name: str, value: object) -> None:
     if not isinstance(value, str) or not value.strip():
         raise EventValidationError(event, name, "must be a non-empty string")
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise EventValidationError(
+                event, name, "must be valid Unicode text (no lone surrogates)"
+            ) from None
+
+
+def _uuid(event: str, name: str, value: object) -> str:
+    """``value`` as a canonical (lower-case, hyphenated) UUID string."""
+    if isinstance(value, str):
+        if _CANONICAL_UUID.fullmatch(value):
+            return value
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            pass
+    elif isinstance(value, uuid.UUID):
+        return str(value)
+    raise EventValidationError(event, name, "must be a UUID")
 
 
 def _check_quantity(event: str, name: str, value: object) -> None:
@@ -66,16 +94,22 @@ def _check_quantity(event: str, name: str, value: object) -> None:
         raise EventValidationError(event, name, "must be a positive integer")
 
 
-def _check_money(event: str, name: str, value: object) -> None:
+def _money(event: str, name: str, value: object) -> Decimal:
+    """``value`` checked as decimal(12, 2) money and normalized to exactly 2 decimals."""
     if not isinstance(value, Decimal) or not value.is_finite():
         raise EventValidationError(event, name, "must be a decimal amount")
     if value < 0:
         raise EventValidationError(event, name, "must not be negative")
-    exponent = value.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -2 and value != value.quantize(Decimal("0.01")):
-        raise EventValidationError(event, name, "must have at most 2 decimals")
     if value > MAX_MONEY:
         raise EventValidationError(event, name, "must be at most 9999999999.99 (decimal 12,2)")
+    cents = value.quantize(CENT)
+    if cents != value:
+        raise EventValidationError(event, name, "must have at most 2 decimals")
+    return cents.copy_abs()  # and -0.00 is 0.00
+
+
+def _set_money(event: Event, name: str) -> None:
+    object.__setattr__(event, name, _money(event.event_type, name, getattr(event, name)))
 
 
 def _check_currency(event: str, value: object) -> None:
@@ -97,7 +131,9 @@ class Event:
     correlation_id: str | None = None
 
     def __post_init__(self) -> None:
-        _check_text(self.event_type, "event_id", self.event_id)
+        event_id = _uuid(self.event_type, "event_id", self.event_id)
+        if event_id is not self.event_id:
+            object.__setattr__(self, "event_id", event_id)
         if not isinstance(self.occurred_at, datetime):
             raise EventValidationError(self.event_type, "occurred_at", "must be a timestamp")
         normalized = to_millis(self.occurred_at)
@@ -188,7 +224,7 @@ class CartItemAdded(CartEvent):
         CartEvent.validate(self)
         _check_text(self.event_type, "sku", self.sku)
         _check_quantity(self.event_type, "quantity", self.quantity)
-        _check_money(self.event_type, "unit_price", self.unit_price)
+        _set_money(self, "unit_price")
         _check_currency(self.event_type, self.currency)
 
 
@@ -257,17 +293,24 @@ class OrderCreated(OrderEvent):
         OrderEvent.validate(self)
         name = self.event_type
         _check_text(name, "customer_id", self.customer_id)
-        if not isinstance(self.lines, tuple):
-            object.__setattr__(self, "lines", tuple(self.lines))
-        if not self.lines:
-            raise EventValidationError(name, "lines", "must hold at least one line")
-        for index, line in enumerate(self.lines):
+        raw_lines: object = self.lines
+        if isinstance(raw_lines, str | bytes | Mapping) or not isinstance(raw_lines, Iterable):
+            raise EventValidationError(name, "lines", "must be a sequence of order lines")
+        lines: list[OrderLine] = []
+        for index, line in enumerate(raw_lines):
             if not isinstance(line, OrderLine):
                 raise EventValidationError(name, f"lines[{index}]", "must be an order line")
             _check_text(name, f"lines[{index}].sku", line.sku)
             _check_quantity(name, f"lines[{index}].quantity", line.quantity)
-            _check_money(name, f"lines[{index}].unit_price", line.unit_price)
-        _check_money(name, "total", self.total)
+            price = _money(name, f"lines[{index}].unit_price", line.unit_price)
+            if price.same_quantum(line.unit_price) and not line.unit_price.is_signed():
+                lines.append(line)
+            else:
+                lines.append(OrderLine(sku=line.sku, quantity=line.quantity, unit_price=price))
+        if not lines:
+            raise EventValidationError(name, "lines", "must hold at least one line")
+        object.__setattr__(self, "lines", tuple(lines))
+        _set_money(self, "total")
         _check_currency(name, self.currency)
         expected = sum((line.amount for line in self.lines), Decimal(0))
         if expected != self.total:
@@ -313,7 +356,7 @@ class OrderPaid(OrderEvent):
     def validate(self) -> None:
         OrderEvent.validate(self)
         _check_text(self.event_type, "payment_id", self.payment_id)
-        _check_money(self.event_type, "amount", self.amount)
+        _set_money(self, "amount")
         _check_currency(self.event_type, self.currency)
 
 
@@ -405,7 +448,7 @@ def event_from_json(data: Any) -> DomainEvent:
     values: dict[str, Any] = {key: value for key, value in data.items() if key != "type"}
     for name in MONEY_FIELDS & values.keys():
         if isinstance(values[name], float):
-            raise EventValidationError(cls.event_type, name, "money must be a string like \"12.50\"")
+            raise EventValidationError(cls.event_type, name, 'money must be a string like "12.50"')
         values[name] = _decimal(values[name])
     if "occurred_at" in values:
         values["occurred_at"] = _timestamp(cls.event_type, values["occurred_at"])
@@ -436,7 +479,9 @@ def _lines_from_json(raw: Any) -> tuple[OrderLine, ...]:
         price = item["unit_price"]
         if isinstance(price, float):
             raise EventValidationError(
-                "OrderCreated", f"lines[{index}].unit_price", "money must be a string like \"12.50\""
+                "OrderCreated", f"lines[{index}].unit_price", 'money must be a string like "12.50"'
             )
-        lines.append(OrderLine(sku=item["sku"], quantity=item["quantity"], unit_price=_decimal(price)))
+        lines.append(
+            OrderLine(sku=item["sku"], quantity=item["quantity"], unit_price=_decimal(price))
+        )
     return tuple(lines)
