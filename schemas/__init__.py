@@ -9,8 +9,9 @@ on one partition).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ HISTORY_DIR = AVRO_DIR / "history"
 CART_TOPIC = "cart-events"
 ORDER_TOPIC = "order-events"
 DLQ_SUFFIX = ".dlq"
+_TOPIC_CHARS = re.compile(r"[A-Za-z0-9._-]+")
 
 #: namespace → (topic, key field): the routing of every aggregate.
 ROUTES: Mapping[str, tuple[str, str]] = {
@@ -79,6 +81,19 @@ class SchemaCatalog:
     def topics(self) -> list[str]:
         return sorted({schema.topic for schema in self})
 
+    def with_topic_prefix(self, prefix: str) -> SchemaCatalog:
+        """The same schemas on topics ``<prefix><topic>``, so under subjects
+        ``<prefix><topic>-<full name>``: an isolated set of topics and subjects
+        (a test, a staging tenant) on a shared cluster and registry."""
+        if not prefix:
+            return self
+        if not _TOPIC_CHARS.fullmatch(prefix):
+            raise ValueError(f"topic prefix {prefix!r}: use only letters, digits, '.', '_', '-'")
+        return SchemaCatalog(
+            by_name={name: replace(spec, topic=prefix + spec.topic)
+                     for name, spec in self.by_name.items()}
+        )
+
 
 def parse_schema_file(path: Path) -> tuple[dict[str, Any], Any]:
     """Read an ``.avsc`` file and parse it with fastavro (names resolved, logical types)."""
@@ -86,7 +101,8 @@ def parse_schema_file(path: Path) -> tuple[dict[str, Any], Any]:
     return raw, fastavro.parse_schema(raw, _write_hint=False)
 
 
-def _event_schema(path: Path) -> EventSchema:
+def load_event_schema(path: Path) -> EventSchema:
+    """One event schema from its ``.avsc`` file (e.g. an old version under ``history/``)."""
     raw, parsed = parse_schema_file(path)
     namespace = raw["namespace"]
     topic, key_field = ROUTES[namespace]
@@ -107,7 +123,7 @@ def _event_schema(path: Path) -> EventSchema:
 def load_catalog(avro_dir: Path = AVRO_DIR) -> SchemaCatalog:
     """Parse every event schema under ``avro_dir`` (once per directory)."""
     schemas = [
-        _event_schema(path)
+        load_event_schema(path)
         for path in sorted(avro_dir.glob("*/*.avsc"))
         if path.parent.name != HISTORY_DIR.name
     ]
