@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 
@@ -37,7 +38,7 @@ from consumers.projection import Envelope, Projection, Rejection
 from shopstream.config import Settings
 from shopstream.db.engine import describe_db_error
 from shopstream.events import EventValidationError
-from shopstream.kafka import describe_kafka_error, make_consumer
+from shopstream.kafka import describe_kafka_error, make_admin, make_consumer
 from shopstream.logs import get_logger
 from shopstream.serde import DecodeError, EventDeserializer, make_registry_client
 
@@ -427,15 +428,12 @@ class GroupRunner:
     def _is_caught_up(self) -> bool:
         if not self._ever_assigned or self._pending or not self._expected:
             return False
-        consumer = self._require_consumer()
-        for key, next_offset in self._expected.items():
-            end = self._end_at_start.get(key)
-            if end is None:
-                _, end = consumer.get_watermark_offsets(TopicPartition(*key), timeout=10)
-                self._end_at_start[key] = end
-            if next_offset < end:
-                return False
-        return True
+        unknown = [key for key in self._expected if key not in self._end_at_start]
+        if unknown:
+            self._end_at_start.update(end_offsets(self.settings, unknown))
+        return all(
+            next_offset >= self._end_at_start[key] for key, next_offset in self._expected.items()
+        )
 
     def _update_lag(self) -> None:
         consumer = self._require_consumer()
@@ -450,6 +448,19 @@ class GroupRunner:
         if self._consumer is None:
             raise RuntimeError("GroupRunner.start() was not called")
         return self._consumer
+
+
+def end_offsets(
+    settings: Settings, partitions: Sequence[TopicPartitionKey]
+) -> dict[TopicPartitionKey, int]:
+    """Current end (high watermark) offsets, in one request on an admin connection.
+
+    (The consumer's own ``get_watermark_offsets`` queues behind its long-poll fetches.)
+    """
+    admin = make_admin(settings)
+    request = {TopicPartition(t, p): OffsetSpec.latest() for t, p in partitions}  # type: ignore[no-untyped-call]
+    futures = admin.list_offsets(request, request_timeout=15)
+    return {(tp.topic, tp.partition): int(future.result().offset) for tp, future in futures.items()}
 
 
 def coordinates(message: Message) -> tuple[str, int, int]:
