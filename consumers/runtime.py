@@ -106,6 +106,7 @@ class GroupRunner:
         self._pending: set[TopicPartitionKey] = set()
         self._end_at_start: dict[TopicPartitionKey, int] = {}
         self._ever_assigned = False
+        self._commit_listeners: list[Callable[[list[Envelope], float], None]] = []
         self.last_progress = time.monotonic()
         self.db_ok = True
         self.events_applied = 0
@@ -113,6 +114,10 @@ class GroupRunner:
         self.caught_up = False
 
     # -- lifecycle --------------------------------------------------------------
+
+    def add_commit_listener(self, listener: Callable[[list[Envelope], float], None]) -> None:
+        """Call ``listener(applied_envelopes, commit_wall_time)`` after each DB commit."""
+        self._commit_listeners.append(listener)
 
     def start(self) -> None:
         overrides = {"client.id": f"shopstream-{self.group_id}", **self._options.consumer_overrides}
@@ -339,6 +344,9 @@ class GroupRunner:
         seconds: float,
     ) -> None:
         consumer = self._require_consumer()
+        committed_at = time.time()
+        for listener in self._commit_listeners:
+            listener(applied, committed_at)
         for key, (_, new) in decoded.moves.items():
             if key in self._expected:
                 self._expected[key] = new

@@ -1,0 +1,277 @@
+"""Materialization speed of the ``order-state`` group, with a baseline from the same run.
+
+Prints events/s applied by order-state into SQLite and into PostgreSQL beside the
+rate of the same consumer decoding without a database (the baseline), the ratios,
+and the end-to-end latency (p50/p99) from produce to committed row at a fixed rate.
+
+Needs a running stack (``shopstream stack up --postgres``) and reads
+KAFKA_BOOTSTRAP_SERVERS / SCHEMA_REGISTRY_URL; PostgreSQL from ``--postgres-url`` or
+BENCH_POSTGRES_URL (skipped when neither is given). Everything it writes lives under
+a unique topic prefix, group ids and database, so it never touches real data.
+
+    python bench/materialize.py [--orders 25000] [--rate 1000] [--latency-seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+
+from confluent_kafka import Consumer, Producer
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from consumers.metrics import ConsumerMetrics
+from consumers.order_state import OrderStateProjection
+from consumers.projection import Envelope
+from consumers.runtime import GroupRunner, RuntimeOptions, end_offsets
+from schemas import ORDER_TOPIC, load_catalog
+from shopstream.config import Settings
+from shopstream.db.engine import make_engine
+from shopstream.db.migrate import upgrade
+from shopstream.events import (
+    DomainEvent,
+    OrderCancelled,
+    OrderConfirmed,
+    OrderCreated,
+    OrderLine,
+    OrderPaid,
+    OrderShipped,
+    now_utc,
+)
+from shopstream.kafka import create_topics, make_consumer, make_producer, project_topics
+from shopstream.logs import configure_logging
+from shopstream.serde import EventDeserializer, EventSerializer, make_registry_client
+
+
+def life_cycles(orders: int, seed: int = 11) -> Iterator[DomainEvent]:
+    """Valid order life cycles, interleaved across orders."""
+    rng = random.Random(seed)
+    open_orders: list[list[DomainEvent]] = []
+    for index in range(orders):
+        order_id = f"bench-order-{index}"
+        lines = tuple(
+            OrderLine(
+                f"SKU-{rng.randint(1, 300):04d}",
+                rng.randint(1, 3),
+                Decimal(rng.randint(199, 19_999)) / 100,
+            )
+            for _ in range(rng.randint(1, 4))
+        )
+        total = sum((line.amount for line in lines), Decimal(0))
+        steps: list[DomainEvent] = [
+            OrderCreated(
+                order_id=order_id,
+                customer_id=f"cust-{rng.randint(1, 2000)}",
+                lines=lines,
+                total=total,
+                currency="EUR",
+            ),
+            OrderPaid(order_id=order_id, payment_id=f"pay-{index}", amount=total, currency="EUR"),
+        ]
+        if rng.random() < 0.1:
+            steps.append(OrderCancelled(order_id=order_id, reason="customer request"))
+        else:
+            steps += [
+                OrderConfirmed(order_id=order_id),
+                OrderShipped(order_id=order_id, carrier="DHL", tracking_number=f"T{index}"),
+            ]
+        open_orders.append(steps)
+        if len(open_orders) >= 50 or index == orders - 1:
+            while open_orders:
+                pick = rng.randrange(len(open_orders))
+                yield open_orders[pick].pop(0)
+                if not open_orders[pick]:
+                    open_orders.pop(pick)
+
+
+def produce_all(settings: Settings, prefix: str, events: list[DomainEvent]) -> None:
+    serializer = EventSerializer(
+        make_registry_client(settings.registry_config()),
+        catalog=load_catalog().with_topic_prefix(prefix),
+    )
+    producer: Producer = make_producer(settings)
+    for event in events:
+        encoded = serializer.encode(event)
+        while True:
+            try:
+                producer.produce(
+                    encoded.topic, key=encoded.key, value=encoded.value, headers=encoded.headers
+                )
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    if producer.flush(60):
+        raise SystemExit("produce: not every event was delivered")
+
+
+def baseline_decode(settings: Settings, topic: str, total: int) -> float:
+    """Events/s of a consumer that polls and decodes the same topic, without a database."""
+    consumer: Consumer = make_consumer(settings, f"bench-baseline-{uuid.uuid4().hex[:8]}")
+    deserializer = EventDeserializer(make_registry_client(settings.registry_config()))
+    started = time.perf_counter()
+    consumer.subscribe([topic])
+    seen = 0
+    while seen < total:
+        for message in consumer.consume(num_messages=2000, timeout=0.2):
+            if message.error() is None:
+                deserializer.decode(message.value())
+                seen += 1
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return total / elapsed
+
+
+def materialize(settings: Settings, database_url: str) -> tuple[float, int]:
+    """Events/s applied by order-state from the beginning of the topic until caught up."""
+    engine = make_engine(database_url)
+    upgrade(engine)
+    runner = GroupRunner(
+        settings,
+        OrderStateProjection(),
+        engine,
+        ConsumerMetrics(),
+        RuntimeOptions(until_caught_up=True, batch_size=5000),
+        threading.Event(),
+    )
+    started = time.perf_counter()
+    runner.start()
+    runner.run()
+    elapsed = time.perf_counter() - started
+    runner.close()
+    engine.dispose()
+    processed = runner.events_applied + runner.events_dead_lettered
+    return processed / elapsed, processed
+
+
+def latency(settings: Settings, database_url: str, rate: int, seconds: float) -> list[float]:
+    """Produce → committed-row latencies (ms) with order-state running, at ``rate`` ev/s."""
+    engine = make_engine(database_url)
+    upgrade(engine)
+    stop = threading.Event()
+    runner = GroupRunner(
+        settings,
+        OrderStateProjection(),
+        engine,
+        ConsumerMetrics(),
+        RuntimeOptions(batch_size=1000, batch_wait_s=0.05),
+        stop,
+    )
+    latencies: list[float] = []
+
+    def on_commit(applied: list[Envelope], committed_at: float) -> None:
+        latencies.extend(
+            (committed_at - env.event.occurred_at.timestamp()) * 1000 for env in applied
+        )
+
+    runner.add_commit_listener(on_commit)
+    runner.start()
+    worker = threading.Thread(target=runner.run, daemon=True)
+    worker.start()
+    time.sleep(2.0)  # let the group join before the clock starts
+    serializer = EventSerializer(
+        make_registry_client(settings.registry_config()),
+        catalog=load_catalog().with_topic_prefix(settings.shopstream_topic_prefix),
+    )
+    producer: Producer = make_producer(settings, **{"linger.ms": 1})
+    events = list(life_cycles(int(rate * seconds / 4) + 1, seed=99))[: int(rate * seconds)]
+    started = time.perf_counter()
+    for index, event in enumerate(events):
+        due = started + index / rate
+        while (now := time.perf_counter()) < due:
+            producer.poll(min(0.001, due - now))
+        stamped = replace(event, occurred_at=now_utc())
+        encoded = serializer.encode(stamped)
+        producer.produce(
+            encoded.topic, key=encoded.key, value=encoded.value, headers=encoded.headers
+        )
+        producer.poll(0)
+    producer.flush(30)
+    deadline = time.monotonic() + 30
+    while len(latencies) < len(events) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    stop.set()
+    worker.join(30)
+    runner.close()
+    engine.dispose()
+    return latencies
+
+
+def fresh_postgres_database(admin_url: str) -> str:
+    """Create an empty database beside ``admin_url``'s and return its URL."""
+    name = f"bench_{uuid.uuid4().hex[:12]}"
+    engine = make_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))  # name is generated, not input
+    engine.dispose()
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="order-state materialization benchmark")
+    parser.add_argument("--orders", type=int, default=25_000)
+    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument("--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL"))
+    args = parser.parse_args()
+    configure_logging("WARNING")
+
+    prefix = f"bench-{uuid.uuid4().hex[:8]}-"
+    settings = Settings.load(shopstream_topic_prefix=prefix)
+    create_topics(settings, project_topics(prefix=prefix))
+    events = list(life_cycles(args.orders))
+    print(f"producing {len(events)} order events to {prefix}{ORDER_TOPIC} ...", flush=True)
+    produce_all(settings, prefix, events)
+    topic = settings.topic(ORDER_TOPIC)
+    total = sum(end_offsets(settings, [(topic, p) for p in range(6)]).values())
+
+    rows: list[tuple[str, float]] = []
+    rows.append(("decode only (baseline)", baseline_decode(settings, topic, total)))
+    with tempfile.TemporaryDirectory() as tmp:
+        sqlite_url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        rate, _ = materialize(settings, sqlite_url)
+        rows.append(("order-state -> SQLite", rate))
+        if args.postgres_url:
+            pg_url = fresh_postgres_database(args.postgres_url)
+            rate, _ = materialize(settings, pg_url)
+            rows.append(("order-state -> PostgreSQL", rate))
+        baseline = rows[0][1]
+        print(f"\n{'consumer':28s} {'events/s':>10s} {'ratio to baseline':>18s}")
+        for name, value in rows:
+            print(f"{name:28s} {value:10.0f} {value / baseline:18.2f}")
+        if not args.postgres_url:
+            print("(PostgreSQL skipped: pass --postgres-url or BENCH_POSTGRES_URL)")
+
+        lat_prefix = f"bench-lat-{uuid.uuid4().hex[:8]}-"
+        lat_settings = Settings.load(shopstream_topic_prefix=lat_prefix)
+        create_topics(lat_settings, project_topics(prefix=lat_prefix))
+        target = args.postgres_url and fresh_postgres_database(args.postgres_url)
+        lat_url = target or f"sqlite:///{Path(tmp) / 'latency.db'}"
+        values = latency(lat_settings, lat_url, args.rate, args.latency_seconds)
+        where = "PostgreSQL" if target else "SQLite"
+        if values:
+            print(
+                f"\nlatency produce -> committed row at {args.rate} ev/s into {where}: "
+                f"p50 {statistics.median(values):.0f} ms, p99 {percentile(values, 0.99):.0f} ms "
+                f"({len(values)} events)"
+            )
+
+
+if __name__ == "__main__":
+    main()
