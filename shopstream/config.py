@@ -8,6 +8,7 @@ is what ``shopstream config show`` prints.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -174,6 +175,12 @@ class Settings(BaseSettings):
         return self.shopstream_cache_dir
 
     # -- display ------------------------------------------------------------
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """``repr``/``str`` (and so log lines) show URLs without their passwords."""
+        for name, value in super().__repr_args__():
+            is_url = name in {"database_url", "schema_registry_url"} and isinstance(value, str)
+            yield name, mask_url_password(value) if is_url else value
 
     def masked(self) -> dict[str, str]:
         """Every setting as text, secrets replaced by a mask, URLs without passwords."""
