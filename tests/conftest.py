@@ -1,59 +1,209 @@
 """Shared fixtures: a running stack, unique names, settings and databases.
 
-PROVISIONAL (stack path (a) only): the stack comes from KAFKA_BOOTSTRAP_SERVERS /
-SCHEMA_REGISTRY_URL (and TEST_POSTGRES_URL) in the environment. The testcontainers
-and local-launcher paths are added by the stack work; fixture names stay the same:
-``stack``, ``settings``, ``unique_name``, ``database_url``.
+The session-wide ``stack`` comes from the first of these that applies:
+
+(a) the environment: ``KAFKA_BOOTSTRAP_SERVERS`` and ``SCHEMA_REGISTRY_URL``
+    (and optionally ``TEST_POSTGRES_URL``, a server the tests may create
+    databases in);
+(b) testcontainers, when a Docker engine answers: ``confluentinc/cp-kafka`` in
+    KRaft mode, ``apicurio/apicurio-registry`` and ``postgres``;
+(c) the project's own local launcher (:class:`shopstream.stack.LocalStack`) with
+    PostgreSQL, in a fresh temporary state dir on free ports, so a developer's
+    own stack is never touched. It is started once per session, on first use,
+    and stopped (and its state dir deleted) at the end.
+
+Everything is real: no mock broker, no fake registry. Fixtures are lazy: unit
+tests that use none of them start nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
+import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg import sql
+from sqlalchemy.engine import make_url
 
 from shopstream.config import Settings
+from shopstream.errors import ShopstreamError
+from shopstream.stack import LocalStack, StackConfig
+
+CP_KAFKA_IMAGE = "confluentinc/cp-kafka:7.9.0"
+APICURIO_IMAGE = "apicurio/apicurio-registry:3.3.3"
+POSTGRES_IMAGE = "postgres:16"
+CCOMPAT_PATH = "/apis/ccompat/v7"
 
 
 @dataclass(frozen=True)
 class StackEndpoints:
+    """Where the tests' stack answers.
+
+    ``postgres_url`` is a SQLAlchemy URL of a PostgreSQL server in which tests may
+    create databases (None when there is none). ``local`` is the launcher handle
+    when the stack was started by the local launcher, so fault tests can stop and
+    start just Kafka (``local.kafka``), the registry or PostgreSQL.
+    """
+
     bootstrap_servers: str
     registry_url: str
     postgres_url: str | None
+    source: str = "env"
+    local: LocalStack | None = None
+
+
+# -- (a) the environment -----------------------------------------------------------
+
+
+def _env_stack() -> StackEndpoints | None:
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    registry = os.environ.get("SCHEMA_REGISTRY_URL")
+    if not (bootstrap and registry):
+        return None
+    return StackEndpoints(bootstrap, registry, os.environ.get("TEST_POSTGRES_URL") or None)
+
+
+# -- (b) testcontainers ------------------------------------------------------------
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env().ping()
+    except Exception:
+        return False
+    return True
+
+
+def _wait_for_http(url: str, timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=3) as response:
+            if response.status == 200:
+                return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+        time.sleep(0.5)
+
+
+def _container_stack(cleanup: contextlib.ExitStack) -> StackEndpoints | None:
+    if not _docker_answers():
+        return None
+    from testcontainers.community.kafka import KafkaContainer
+    from testcontainers.community.postgres import PostgresContainer
+    from testcontainers.core.container import DockerContainer
+
+    kafka = cleanup.enter_context(KafkaContainer(CP_KAFKA_IMAGE).with_kraft())
+    registry = cleanup.enter_context(DockerContainer(APICURIO_IMAGE).with_exposed_ports(8080))
+    postgres = cleanup.enter_context(PostgresContainer(POSTGRES_IMAGE, driver="psycopg"))
+    host = registry.get_container_host_ip()
+    registry_url = f"http://{host}:{registry.get_exposed_port(8080)}{CCOMPAT_PATH}"
+    _wait_for_http(f"{registry_url}/subjects")
+    return StackEndpoints(
+        kafka.get_bootstrap_server(),
+        registry_url,
+        postgres.get_connection_url(),
+        source="testcontainers",
+    )
+
+
+# -- (c) the local launcher --------------------------------------------------------
+
+
+def _local_stack(cleanup: contextlib.ExitStack) -> StackEndpoints:
+    state_dir = Path(tempfile.mkdtemp(prefix="shopstream-stack-test-"))
+    cleanup.callback(shutil.rmtree, state_dir, ignore_errors=True)
+    cache_dir = Settings.load().shopstream_cache_dir
+    local = LocalStack(StackConfig.isolated(cache_dir, state_dir, with_postgres=True))
+    cleanup.callback(local.down)
+    try:
+        local.up()
+    except ShopstreamError as exc:
+        pytest.fail(f"the local stack did not start: {exc.message}", pytrace=False)
+    endpoints = local.endpoints
+    return StackEndpoints(
+        endpoints.bootstrap_servers,
+        endpoints.registry_url,
+        endpoints.database_url,
+        source="local",
+        local=local,
+    )
 
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[StackEndpoints]:
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    registry = os.environ.get("SCHEMA_REGISTRY_URL")
-    if not (bootstrap and registry):
-        pytest.skip("no stack: set KAFKA_BOOTSTRAP_SERVERS and SCHEMA_REGISTRY_URL")
-    yield StackEndpoints(bootstrap, registry, os.environ.get("TEST_POSTGRES_URL"))
+    """The running stack for this test session (see the module docstring)."""
+    with contextlib.ExitStack() as cleanup:
+        yield _env_stack() or _container_stack(cleanup) or _local_stack(cleanup)
+
+
+@pytest.fixture
+def local_stack(stack: StackEndpoints) -> LocalStack:
+    """The launcher handle, for tests that stop and start parts; skips otherwise."""
+    if stack.local is None:
+        pytest.skip(f"needs the local launcher (the stack comes from {stack.source})")
+    return stack.local
+
+
+# -- names, databases, settings ------------------------------------------------------
 
 
 @pytest.fixture
 def unique_name(request: pytest.FixtureRequest) -> str:
-    """A short unique name for topics and groups of one test."""
+    """A short name no other test (or run) uses, for topics and consumer groups."""
     base = "".join(c if c.isalnum() else "-" for c in request.node.name)[:40].strip("-")
     return f"t-{base}-{uuid.uuid4().hex[:8]}"
 
 
+def _libpq_url(sqlalchemy_url: str, database: str | None = None) -> str:
+    url = make_url(sqlalchemy_url).set(drivername="postgresql")
+    if database is not None:
+        url = url.set(database=database)
+    return url.render_as_string(hide_password=False)
+
+
+@contextlib.contextmanager
+def fresh_postgres_database(server_url: str) -> Iterator[str]:
+    """Create an empty database on ``server_url``; yield its SQLAlchemy URL; drop it."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_libpq_url(server_url), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        url = make_url(server_url).set(drivername="postgresql+psycopg", database=name)
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(_libpq_url(server_url), autocommit=True) as conn:
+            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+            conn.execute(drop.format(sql.Identifier(name)))
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A SQLAlchemy URL of an empty database: a SQLite file, then a fresh PostgreSQL
+    database created for this test in the stack's server (and dropped after)."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'shopstream.db'}"
-    stack_endpoints: StackEndpoints = request.getfixturevalue("stack")
-    if not stack_endpoints.postgres_url:
-        pytest.skip("no PostgreSQL in this stack")
-    return stack_endpoints.postgres_url
+        yield f"sqlite:///{tmp_path / 'shopstream.db'}"
+        return
+    endpoints: StackEndpoints = request.getfixturevalue("stack")
+    if not endpoints.postgres_url:
+        pytest.skip("no PostgreSQL in this stack (set TEST_POSTGRES_URL)")
+    with fresh_postgres_database(endpoints.postgres_url) as url:
+        yield url
 
 
 @pytest.fixture
 def settings(stack: StackEndpoints, tmp_path: Path) -> Settings:
+    """Settings pointing at the test stack, with a SQLite database of this test."""
     return Settings.load(
         kafka_bootstrap_servers=stack.bootstrap_servers,
         schema_registry_url=stack.registry_url,

@@ -101,7 +101,6 @@ class KafkaPart(JavaPart):
         """Format the log dir once (``--standalone`` makes this node the only voter)."""
         if (self.data_dir / "meta.properties").is_file():
             return
-        self.progress(f"formatting Kafka storage in {self.data_dir}")
         argv = self._jvm(
             "kafka.tools.StorageTool",
             "format",
@@ -112,6 +111,7 @@ class KafkaPart(JavaPart):
             "-c",
             str(self.home / "server.properties"),
         )
+        self.progress(f"formatting Kafka storage in {self.data_dir}")
         log = self.home / "format.log"
         with log.open("wb") as out:
             result = subprocess.run(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from sqlalchemy import create_engine, text
@@ -28,6 +28,9 @@ class ProbeResult:
 
 
 def _first_line(exc: BaseException) -> str:
+    """A short cause: librdkafka's error text, else the first line of the message."""
+    if exc.args and isinstance(exc.args[0], KafkaError):
+        return str(exc.args[0].str())
     text_ = str(exc).strip().splitlines()
     return text_[0][:200] if text_ else type(exc).__name__
 
