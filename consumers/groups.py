@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from consumers.cart_projection import CartProjection
 from consumers.order_state import OrderStateProjection
 from consumers.projection import Projection
+from consumers.sales_projection import SalesProjection
 from shopstream.errors import UsageError
 
 GROUPS: dict[str, Callable[[], Projection]] = {
     "order-state": OrderStateProjection,
+    "cart-projection": CartProjection,
+    "sales-projection": SalesProjection,
 }
 
 

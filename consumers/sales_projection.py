@@ -1,0 +1,442 @@
+"""The ``sales-projection`` group: sales per product and per customer, from ``order-events``.
+
+What counts as a sale: an order is sold when it is PAID (``OrderPaid``). Creating
+an order sells nothing; confirming or shipping it changes no figure.
+
+``product_sales`` (one row per sku and currency):
+
+* ``units_sold``, ``revenue``, ``orders`` — NET of cancellations: what paid orders
+  that were not cancelled afterwards bought (units, quantity x unit price, and the
+  number of such orders holding the sku);
+* ``units_cancelled``, ``revenue_cancelled`` — what was refunded: the units and
+  amounts of paid orders cancelled afterwards. ``units_sold + units_cancelled`` is
+  therefore everything ever paid for.
+
+``customer_stats`` (one row per customer and currency):
+
+* ``orders_placed`` — orders created (``OrderCreated``);
+* ``orders_paid`` — orders ever paid (a later cancellation does not lower it);
+* ``orders_cancelled`` — orders cancelled, before or after payment;
+* ``total_spent`` — amounts paid minus amounts refunded (net of cancellations);
+* ``first_order_at``, ``last_order_at`` — earliest and latest order creation time.
+
+A cancellation subtracts exactly what the payment added (from the order's own lines,
+as the group stored them at ``OrderCreated``). A cancellation before payment changes
+no sale: only ``orders_cancelled`` grows.
+
+This group never reads ``order-state``'s tables. It keeps its own minimal order state
+(``sales_orders``, ``sales_order_lines``) and enforces the same state machine with
+:func:`consumers.order_state.next_status` and :func:`~consumers.order_state.check_payment`,
+so it refuses exactly the events ``order-state`` refuses, with the same reasons
+(``unknown-order``, ``duplicate-order``, ``illegal-transition``, ``payment-mismatch``).
+
+Orders are partitioned by ``order_id`` but products and customers are not: two
+consumers of this group (on different partitions) may add to the same
+``product_sales`` row at the same time. Those rows are therefore never written as
+read-modify-write; each batch sums its changes per row in memory, inserts the rows
+that are missing (``ON CONFLICT DO NOTHING``), then applies relative updates
+(``units_sold = units_sold + :delta``) in key order, which neither loses an update
+nor deadlocks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Table,
+    and_,
+    bindparam,
+    case,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
+
+from consumers.order_state import OrderStatus, TransitionRefused, check_payment, next_status
+from consumers.projection import Envelope, Projection, Rejection
+from schemas import ORDER_TOPIC
+from shopstream.db.models import CustomerStats, ProductSales, SalesOrder, SalesOrderLine
+from shopstream.db.types import Money, UtcDateTime
+from shopstream.events import DomainEvent, OrderCancelled, OrderCreated, OrderPaid
+
+GROUP_ID = "sales-projection"
+IN_CHUNK = 500
+ZERO = Decimal("0.00")
+PAID_STATES = frozenset({OrderStatus.PAID, OrderStatus.CONFIRMED, OrderStatus.SHIPPED})
+
+product_sales: Table = ProductSales.__table__  # type: ignore[assignment]
+customer_stats: Table = CustomerStats.__table__  # type: ignore[assignment]
+sales_orders: Table = SalesOrder.__table__  # type: ignore[assignment]
+sales_order_lines: Table = SalesOrderLine.__table__  # type: ignore[assignment]
+
+ProductKey = tuple[str, str]  # sku, currency
+CustomerKey = tuple[str, str]  # customer_id, currency
+
+
+@dataclass(frozen=True, slots=True)
+class SoldLine:
+    sku: str
+    quantity: int
+    unit_price: Decimal
+
+
+@dataclass
+class SalesOrderState:
+    """One order as this group knows it."""
+
+    order_id: str
+    customer_id: str
+    status: OrderStatus
+    total: Decimal
+    currency: str
+    lines: list[SoldLine]
+    is_new: bool = False
+    dirty: bool = False
+
+
+@dataclass
+class ProductDelta:
+    units_sold: int = 0
+    revenue: Decimal = ZERO
+    orders: int = 0
+    units_cancelled: int = 0
+    revenue_cancelled: Decimal = ZERO
+
+
+@dataclass
+class CustomerDelta:
+    orders_placed: int = 0
+    orders_paid: int = 0
+    orders_cancelled: int = 0
+    total_spent: Decimal = ZERO
+    first_order_at: datetime | None = None
+    last_order_at: datetime | None = None
+
+
+@dataclass
+class SalesBatch:
+    """Everything one batch changes: order states, and summed deltas per row."""
+
+    orders: dict[str, SalesOrderState]
+    products: dict[ProductKey, ProductDelta] = field(default_factory=dict)
+    customers: dict[CustomerKey, CustomerDelta] = field(default_factory=dict)
+
+    def product(self, sku: str, currency: str) -> ProductDelta:
+        return self.products.setdefault((sku, currency), ProductDelta())
+
+    def customer(self, order: SalesOrderState) -> CustomerDelta:
+        return self.customers.setdefault((order.customer_id, order.currency), CustomerDelta())
+
+
+class SalesProjection(Projection):
+    group_id = GROUP_ID
+    topic = ORDER_TOPIC
+    tables = (sales_order_lines, sales_orders, product_sales, customer_stats)
+
+    def apply(self, connection: Connection, batch: Sequence[Envelope]) -> list[Rejection]:
+        state = SalesBatch(orders=load_orders(connection, {env.event.key for env in batch}))
+        rejections: list[Rejection] = []
+        for env in batch:
+            try:
+                apply_event(state, env.event)
+            except TransitionRefused as refused:
+                rejections.append(Rejection(env, refused.reason, refused.detail))
+        write_orders(connection, state.orders)
+        write_products(connection, state.products)
+        write_customers(connection, state.customers)
+        return rejections
+
+
+# -- rules ------------------------------------------------------------------------------
+
+
+def apply_event(state: SalesBatch, event: DomainEvent) -> None:
+    """Apply one order event to ``state`` (in place), or raise TransitionRefused."""
+    order = state.orders.get(event.key)
+    current = order.status if order is not None else None
+    target = next_status(current, event)
+    if isinstance(event, OrderCreated):
+        order = _created(event)
+        state.orders[order.order_id] = order
+        _count_created(state.customer(order), event.occurred_at)
+    else:
+        assert order is not None  # next_status refuses events of unknown orders
+        if isinstance(event, OrderPaid):
+            check_payment(order.total, order.currency, event)
+            _count_paid(state, order)
+        elif isinstance(event, OrderCancelled):
+            _count_cancelled(state, order)
+    order.status = target
+    order.dirty = True
+
+
+def _created(event: OrderCreated) -> SalesOrderState:
+    lines = [SoldLine(line.sku, line.quantity, line.unit_price) for line in event.lines]
+    return SalesOrderState(
+        order_id=event.order_id,
+        customer_id=event.customer_id,
+        status=OrderStatus.PENDING_PAYMENT,
+        total=event.total,
+        currency=event.currency,
+        lines=lines,
+        is_new=True,
+    )
+
+
+def _count_created(customer: CustomerDelta, at: datetime) -> None:
+    customer.orders_placed += 1
+    customer.first_order_at = min(at, customer.first_order_at or at)
+    customer.last_order_at = max(at, customer.last_order_at or at)
+
+
+def _count_paid(state: SalesBatch, order: SalesOrderState) -> None:
+    for sku, (units, amount) in units_by_sku(order.lines).items():
+        product = state.product(sku, order.currency)
+        product.units_sold += units
+        product.revenue += amount
+        product.orders += 1
+    customer = state.customer(order)
+    customer.orders_paid += 1
+    customer.total_spent += order.total
+
+
+def _count_cancelled(state: SalesBatch, order: SalesOrderState) -> None:
+    customer = state.customer(order)
+    customer.orders_cancelled += 1
+    if order.status not in PAID_STATES:
+        return  # nothing was sold: nothing to refund
+    for sku, (units, amount) in units_by_sku(order.lines).items():
+        product = state.product(sku, order.currency)
+        product.units_sold -= units
+        product.revenue -= amount
+        product.orders -= 1
+        product.units_cancelled += units
+        product.revenue_cancelled += amount
+    customer.total_spent -= order.total
+
+
+def units_by_sku(lines: Iterable[SoldLine]) -> dict[str, tuple[int, Decimal]]:
+    """Units and amount per sku (an order may name a sku on several lines)."""
+    sums: dict[str, tuple[int, Decimal]] = {}
+    for line in lines:
+        units, amount = sums.get(line.sku, (0, ZERO))
+        sums[line.sku] = (units + line.quantity, amount + line.unit_price * line.quantity)
+    return sums
+
+
+# -- storage: orders --------------------------------------------------------------------
+
+
+def load_orders(connection: Connection, order_ids: set[str]) -> dict[str, SalesOrderState]:
+    ids = sorted(order_ids)
+    orders: dict[str, SalesOrderState] = {}
+    for start in range(0, len(ids), IN_CHUNK):
+        chunk = ids[start : start + IN_CHUNK]
+        for row in connection.execute(
+            select(sales_orders).where(sales_orders.c.order_id.in_(chunk))
+        ):
+            orders[row.order_id] = SalesOrderState(
+                order_id=row.order_id,
+                customer_id=row.customer_id,
+                status=OrderStatus(row.status),
+                total=row.total,
+                currency=row.currency,
+                lines=[],
+            )
+        lines = connection.execute(
+            select(sales_order_lines)
+            .where(sales_order_lines.c.order_id.in_(chunk))
+            .order_by(sales_order_lines.c.order_id, sales_order_lines.c.line_no)
+        )
+        for line in lines:
+            orders[line.order_id].lines.append(SoldLine(line.sku, line.quantity, line.unit_price))
+    return orders
+
+
+def write_orders(connection: Connection, orders: dict[str, SalesOrderState]) -> None:
+    new = [order for order in orders.values() if order.is_new and order.dirty]
+    changed = [order for order in orders.values() if not order.is_new and order.dirty]
+    if new:
+        connection.execute(insert(sales_orders), [_order_row(order) for order in new])
+        lines = [
+            {
+                "order_id": order.order_id,
+                "line_no": number,
+                "sku": line.sku,
+                "quantity": line.quantity,
+                "unit_price": line.unit_price,
+            }
+            for order in new
+            for number, line in enumerate(order.lines, start=1)
+        ]
+        connection.execute(insert(sales_order_lines), lines)
+    if changed:
+        connection.execute(
+            _UPDATE_STATUS,
+            [{"b_order_id": order.order_id, "status": order.status.value} for order in changed],
+        )
+
+
+def _order_row(order: SalesOrderState) -> dict[str, Any]:
+    return {
+        "order_id": order.order_id,
+        "customer_id": order.customer_id,
+        "status": order.status.value,
+        "total": order.total,
+        "currency": order.currency,
+    }
+
+
+_UPDATE_STATUS = (
+    update(sales_orders)
+    .where(sales_orders.c.order_id == bindparam("b_order_id"))
+    .values(status=bindparam("status"))
+)
+
+
+# -- storage: aggregates (relative updates, safe under concurrent consumers) -------------
+
+
+def write_products(connection: Connection, deltas: dict[ProductKey, ProductDelta]) -> None:
+    keys = sorted(deltas)
+    if not keys:
+        return
+    missing = [
+        {
+            "sku": sku,
+            "currency": currency,
+            "units_sold": 0,
+            "revenue": ZERO,
+            "orders": 0,
+            "units_cancelled": 0,
+            "revenue_cancelled": ZERO,
+        }
+        for sku, currency in keys
+    ]
+    connection.execute(insert_missing(connection, product_sales), missing)
+    params = [
+        {"b_sku": sku, "b_currency": currency, **_product_params(deltas[(sku, currency)])}
+        for sku, currency in keys
+    ]
+    connection.execute(_ADD_TO_PRODUCT, params)
+
+
+def _product_params(delta: ProductDelta) -> dict[str, Any]:
+    return {
+        "d_units_sold": delta.units_sold,
+        "d_revenue": delta.revenue,
+        "d_orders": delta.orders,
+        "d_units_cancelled": delta.units_cancelled,
+        "d_revenue_cancelled": delta.revenue_cancelled,
+    }
+
+
+def write_customers(connection: Connection, deltas: dict[CustomerKey, CustomerDelta]) -> None:
+    keys = sorted(deltas)
+    if not keys:
+        return
+    created = [key for key in keys if deltas[key].first_order_at is not None]
+    if created:
+        missing = [
+            {
+                "customer_id": customer,
+                "currency": currency,
+                "orders_placed": 0,
+                "orders_paid": 0,
+                "orders_cancelled": 0,
+                "total_spent": ZERO,
+                "first_order_at": deltas[(customer, currency)].first_order_at,
+                "last_order_at": deltas[(customer, currency)].last_order_at,
+            }
+            for customer, currency in created
+        ]
+        connection.execute(insert_missing(connection, customer_stats), missing)
+    params = [
+        {
+            "b_customer_id": customer,
+            "b_currency": currency,
+            **_customer_params(deltas[(customer, currency)]),
+        }
+        for customer, currency in keys
+    ]
+    connection.execute(_ADD_TO_CUSTOMER, params)
+    if created:
+        times = [
+            {
+                "b_customer_id": customer,
+                "b_currency": currency,
+                "first": deltas[(customer, currency)].first_order_at,
+                "last": deltas[(customer, currency)].last_order_at,
+            }
+            for customer, currency in created
+        ]
+        connection.execute(_WIDEN_ORDER_TIMES, times)
+
+
+def _customer_params(delta: CustomerDelta) -> dict[str, Any]:
+    return {
+        "d_orders_placed": delta.orders_placed,
+        "d_orders_paid": delta.orders_paid,
+        "d_orders_cancelled": delta.orders_cancelled,
+        "d_total_spent": delta.total_spent,
+    }
+
+
+def insert_missing(connection: Connection, table: Table) -> Insert:
+    """``INSERT`` that skips rows whose primary key exists (SQLite and PostgreSQL)."""
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    if connection.dialect.name == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing()
+    raise NotImplementedError(f"unsupported database {connection.dialect.name}")
+
+
+def _plus(table: Table, column: str, type_: Any = None) -> Any:
+    return table.c[column] + bindparam(f"d_{column}", type_=type_)
+
+
+_ps = product_sales.c
+_ADD_TO_PRODUCT = (
+    update(product_sales)
+    .where(and_(_ps.sku == bindparam("b_sku"), _ps.currency == bindparam("b_currency")))
+    .values(
+        units_sold=_plus(product_sales, "units_sold"),
+        revenue=_plus(product_sales, "revenue", Money()),
+        orders=_plus(product_sales, "orders"),
+        units_cancelled=_plus(product_sales, "units_cancelled"),
+        revenue_cancelled=_plus(product_sales, "revenue_cancelled", Money()),
+    )
+)
+
+_cs = customer_stats.c
+_CUSTOMER_KEY = and_(
+    _cs.customer_id == bindparam("b_customer_id"), _cs.currency == bindparam("b_currency")
+)
+_ADD_TO_CUSTOMER = (
+    update(customer_stats)
+    .where(_CUSTOMER_KEY)
+    .values(
+        orders_placed=_plus(customer_stats, "orders_placed"),
+        orders_paid=_plus(customer_stats, "orders_paid"),
+        orders_cancelled=_plus(customer_stats, "orders_cancelled"),
+        total_spent=_plus(customer_stats, "total_spent", Money()),
+    )
+)
+_first = bindparam("first", type_=UtcDateTime())
+_last = bindparam("last", type_=UtcDateTime())
+_WIDEN_ORDER_TIMES = (
+    update(customer_stats)
+    .where(_CUSTOMER_KEY)
+    .values(
+        first_order_at=case((_first < _cs.first_order_at, _first), else_=_cs.first_order_at),
+        last_order_at=case((_last > _cs.last_order_at, _last), else_=_cs.last_order_at),
+    )
+)
