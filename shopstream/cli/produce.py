@@ -1,7 +1,604 @@
-"""`shopstream produce ...`."""
+"""`shopstream produce cart|order ...` (one event from flags) and `produce file`.
+
+One-event commands build and validate the event from the flags (``event_id`` and
+``occurred_at`` are generated unless given), check the broker, the registry and the
+topic, send it and print where it landed: topic, partition, offset.
+
+``produce file`` reads JSON Lines (one event per line with its ``type``, the format
+of ``event.to_json()``; ``-`` reads stdin). It is all-or-nothing by default: every
+line is validated before anything is sent, and if any line is invalid every bad line
+is listed (``FILE:LINE: reason``), nothing is sent and the exit code is 2.
+``--skip-invalid`` sends the valid lines and lists the skipped ones; ``--dry-run``
+only validates. See docs/producing.md.
+"""
 
 from __future__ import annotations
 
-import typer
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import IO, Annotated
 
-app = typer.Typer(help="produce commands.", no_args_is_help=True)
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from producers.base import DeliveryReport, EventProducer, ProducerOptions, SentEvent
+from producers.cart import EventMeta, event_meta
+from producers.jsonl import Validation, valid_events, validate_lines
+from producers.order import lines_total
+from shopstream.cli.context import console, err_console, settings_from
+from shopstream.errors import ShopstreamError, UsageError
+from shopstream.events import (
+    CartCheckedOut,
+    CartItemAdded,
+    CartItemRemoved,
+    DomainEvent,
+    OrderCancelled,
+    OrderConfirmed,
+    OrderCreated,
+    OrderLine,
+    OrderPaid,
+    OrderShipped,
+    new_event_id,
+)
+
+PROGRESS_EVERY = 512
+"""Events between two progress-bar updates (updating per event costs throughput)."""
+SPOOL_IN_MEMORY_BYTES = 64 * 1024 * 1024
+STDIN = "-"
+
+app = typer.Typer(
+    help="Send events: one from flags (cart, order) or many from a JSON Lines file.",
+    no_args_is_help=True,
+)
+cart_app = typer.Typer(
+    help="Send one cart event (topic cart-events, key cart_id).", no_args_is_help=True
+)
+order_app = typer.Typer(
+    help="Send one order event (topic order-events, key order_id).", no_args_is_help=True
+)
+app.add_typer(cart_app, name="cart")
+app.add_typer(order_app, name="order")
+
+# -- options shared by the commands --------------------------------------------------
+
+TopicPrefix = Annotated[
+    str,
+    typer.Option(
+        "--topic-prefix",
+        help="Send to <prefix>cart-events / <prefix>order-events (schemas under "
+        "<prefix><topic>-<record>): an isolated set of topics, e.g. for tests.",
+    ),
+]
+EventId = Annotated[
+    str | None, typer.Option("--event-id", help="Event id (a UUID). Default: a new one.")
+]
+OccurredAt = Annotated[
+    str | None,
+    typer.Option("--occurred-at", help="ISO-8601 time (naive means UTC). Default: now."),
+]
+CorrelationId = Annotated[
+    str | None, typer.Option("--correlation-id", help="Ties the events of one action.")
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")]
+CartId = Annotated[str, typer.Option("--cart-id", help="The cart (the message key).")]
+CustomerId = Annotated[str, typer.Option("--customer-id", help="The customer.")]
+Sku = Annotated[str, typer.Option("--sku", help="Product SKU.")]
+Quantity = Annotated[int, typer.Option("--quantity", help="Units (positive).")]
+Currency = Annotated[str, typer.Option("--currency", help="3-letter currency code.")]
+OrderId = Annotated[str, typer.Option("--order-id", help="The order (the message key).")]
+
+
+@dataclass(frozen=True)
+class OneEventOptions:
+    """What every one-event command takes besides the event's own fields."""
+
+    event_id: str | None = None
+    occurred_at: str | None = None
+    correlation_id: str | None = None
+    topic_prefix: str = ""
+    as_json: bool = False
+
+    def meta(self) -> EventMeta:
+        """event_id / occurred_at / correlation_id to pass to an event, if given."""
+        occurred_at = None
+        if self.occurred_at is not None:
+            occurred_at = parse_time("--occurred-at", self.occurred_at)
+        return event_meta(self.event_id, occurred_at, self.correlation_id)
+
+
+# -- flag parsing -------------------------------------------------------------------
+
+
+def parse_money(flag: str, text: str) -> Decimal:
+    """A decimal amount like ``12.50``; UsageError naming the flag otherwise."""
+    try:
+        value = Decimal(text.strip())
+    except InvalidOperation:
+        raise UsageError(f"{flag}: not an amount: {text!r} (e.g. 12.50)") from None
+    if not value.is_finite():
+        raise UsageError(f"{flag}: not an amount: {text!r} (e.g. 12.50)")
+    return value
+
+
+def parse_time(flag: str, text: str) -> datetime:
+    """An ISO-8601 time (``Z`` allowed; naive means UTC)."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"{flag}: not an ISO-8601 time: {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def parse_line_flag(text: str) -> OrderLine:
+    """``SKU:QTY:PRICE`` (the SKU may itself contain colons)."""
+    sku, sep1, rest = text.rpartition(":")
+    sku, sep2, quantity = sku.rpartition(":")
+    if not (sep1 and sep2 and sku):
+        raise UsageError(f"--line {text!r}: expected SKU:QTY:PRICE, e.g. BOOK-0001:2:12.50")
+    try:
+        units = int(quantity)
+    except ValueError:
+        raise UsageError(f"--line {text!r}: quantity {quantity!r} is not a whole number") from None
+    return OrderLine(sku=sku, quantity=units, unit_price=parse_money(f"--line {text!r}", rest))
+
+
+# -- sending one event ------------------------------------------------------------
+
+
+def send_one(ctx: typer.Context, event: DomainEvent, options: OneEventOptions) -> SentEvent:
+    """Check the stack, send ``event``, wait for its acknowledgement, print where it is."""
+    producer_options = ProducerOptions(topic_prefix=options.topic_prefix, track_offsets=True)
+    with EventProducer(settings_from(ctx), producer_options) as producer:
+        producer.send(event)
+        sent = producer.wait_for(event)
+    if options.as_json:
+        print_json(
+            {
+                "topic": sent.topic,
+                "partition": sent.partition,
+                "offset": sent.offset,
+                "key": sent.key,
+                "event_type": sent.event_type,
+                "event_id": sent.event_id,
+                "event": event.to_json(),
+            }
+        )
+    else:
+        console.print(
+            f"{sent.event_type} {sent.event_id} -> {sent.topic} partition {sent.partition} "
+            f"offset {sent.offset} (key {sent.key})",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    return sent
+
+
+def print_json(data: Mapping[str, object]) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+# -- cart commands -----------------------------------------------------------------
+
+
+@cart_app.command("add-item")
+def cart_add_item(
+    ctx: typer.Context,
+    customer_id: CustomerId,
+    sku: Sku,
+    unit_price: Annotated[str, typer.Option("--unit-price", help="Price of one unit: 12.50.")],
+    cart_id: Annotated[
+        str | None, typer.Option("--cart-id", help="The cart. Default: a new cart id.")
+    ] = None,
+    quantity: Quantity = 1,
+    currency: Currency = "EUR",
+    event_id: EventId = None,
+    occurred_at: OccurredAt = None,
+    correlation_id: CorrelationId = None,
+    topic_prefix: TopicPrefix = "",
+    as_json: AsJson = False,
+) -> None:
+    """CartItemAdded: put QUANTITY units of SKU in a cart."""
+    options = OneEventOptions(event_id, occurred_at, correlation_id, topic_prefix, as_json)
+    event = CartItemAdded(
+        cart_id=cart_id or new_event_id(),
+        customer_id=customer_id,
+        sku=sku,
+        quantity=quantity,
+        unit_price=parse_money("--unit-price", unit_price),
+        currency=currency,
+        **options.meta(),
+    )
+    send_one(ctx, event, options)
+
+
+@cart_app.command("remove-item")
+def cart_remove_item(
+    ctx: typer.Context,
+    cart_id: CartId,
+    customer_id: CustomerId,
+    sku: Sku,
+    quantity: Quantity = 1,
+    event_id: EventId = None,
+    occurred_at: OccurredAt = None,
+    correlation_id: CorrelationId = None,
+    topic_prefix: TopicPrefix = "",
+    as_json: AsJson = False,
+) -> None:
+    """CartItemRemoved: take QUANTITY units of SKU out of a cart."""
+    options = OneEventOptions(event_id, occurred_at, correlation_id, topic_prefix, as_json)
+    event = CartItemRemoved(
+        cart_id=cart_id,
+        customer_id=customer_id,
+        sku=sku,
+        quantity=quantity,
+        **options.meta(),
+    )
+    send_one(ctx, event, options)
+
+
+@cart_app.command("checkout")
+def cart_checkout(
+    ctx: typer.Context,
+    cart_id: CartId,
+    customer_id: CustomerId,
+    order_id: Annotated[
+        str | None, typer.Option("--order-id", help="The order it becomes. Default: a new id.")
+    ] = None,
+    event_id: EventId = None,
+    occurred_at: OccurredAt = None,
+    correlation_id: CorrelationId = None,
+    topic_prefix: TopicPrefix = "",
+    as_json: AsJson = False,
+) -> None:
+    """CartCheckedOut: the cart becomes an order."""
+    options = OneEventOptions(event_id, occurred_at, correlation_id, topic_prefix, as_json)
+    event = CartCheckedOut(
+        cart_id=cart_id,
+        customer_id=customer_id,
+        order_id=order_id or new_event_id(),
+        **options.meta(),
+    )
+    send_one(ctx, event, options)
+
+
+# -- order commands -------------------------------------------------------------------
+
+
+@order_app.command("create")
+def order_create(
+    ctx: typer.Context,
+    customer_id: CustomerId,
+    line: Annotated[
+        list[str],
+        typer.Option("--line", help="SKU:QTY:PRICE, e.g. BOOK-0001:2:12.50 (repeat it)."),
+    ],
+    order_id: Annotated[
+        str | None, typer.Option("--order-id", help="The order. Default: a new id.")
+    ] = None,
+    total: Annotated[
+        str | None,
+        typer.Option("--total", help="Order total. Default: the sum of the lines."),
+    ] = None,
+    cart_id: Annotated[str | None, typer.Option("--cart-id", help="Cart it came from.")] = None,
+    coupon_code: Annotated[str | None, typer.Option("--coupon-code")] = None,
+    currency: Currency = "EUR",
+    event_id: EventId = None,
+    occurred_at: OccurredAt = None,
+    correlation_id: CorrelationId = None,
+    topic_prefix: TopicPrefix = "",
+    as_json: AsJson = False,
+) -> None:
+    """OrderCreated: a new order awaiting payment (PENDING_PAYMENT)."""
+    options = OneEventOptions(event_id, occurred_at, correlation_id, topic_prefix, as_json)
+    lines = tuple(parse_line_flag(text) for text in line)
+    event = OrderCreated(
+        order_id=order_id or new_event_id(),
+        customer_id=customer_id,
+        lines=lines,
+        total=lines_total(lines) if total is None else parse_money("--total", total),
+        currency=currency,
+        cart_id=cart_id,
+        coupon_code=coupon_code,
+        **options.meta(),
+    )
+    send_one(ctx, event, options)
+
+
+@order_app.command("pay")
+def order_pay(
+    ctx: typer.Context,
+    order_id: OrderId,
+    amount: Annotated[str, typer.Option("--amount", help="Amount paid (the order total).")],
+    payment_id: Annotated[
+        str | None, typer.Option("--payment-id", help="Default: a new id.")
+    ] = None,
+    currency: Currency = "EUR",
+    event_id: EventId = None,
+    occurred_at: OccurredAt = None,
+    correlation_id: CorrelationId = None,
+    topic_prefix: TopicPrefix = "",
+    as_json: AsJson = False,
+) -> None:
+    """OrderPaid: PENDING_PAYMENT -> PAID."""
+    options = OneEventOptions(event_id, occurred_at, correlation_id, topic_prefix, as_json)
+    event = OrderPaid(
+        order_id=order_id,
+        payment_id=payment_id or new_event_id(),
+        amount=parse_money("--amount", amount),
+        currency=currency,
+        **options.meta(),
+    )
+    send_one(ctx, event, options)
+
+
+@order_app.command("confirm")
+def order_confirm(
+    ctx: typer.Context,
+    order_id: OrderId,
+    event_id: EventId = None,
+    occurred_at: OccurredAt = None,
+    correlation_id: CorrelationId = None,
+    topic_prefix: TopicPrefix = "",
+    as_json: AsJson = False,
+) -> None:
+    """OrderConfirmed: PAID -> CONFIRMED."""
+    options = OneEventOptions(event_id, occurred_at, correlation_id, topic_prefix, as_json)
+    event = OrderConfirmed(order_id=order_id, **options.meta())
+    send_one(ctx, event, options)
+
+
+@order_app.command("ship")
+def order_ship(
+    ctx: typer.Context,
+    order_id: OrderId,
+    carrier: Annotated[str, typer.Option("--carrier", help="e.g. DHL.")],
+    tracking_number: Annotated[str, typer.Option("--tracking-number")],
+    event_id: EventId = None,
+    occurred_at: OccurredAt = None,
+    correlation_id: CorrelationId = None,
+    topic_prefix: TopicPrefix = "",
+    as_json: AsJson = False,
+) -> None:
+    """OrderShipped: CONFIRMED -> SHIPPED."""
+    options = OneEventOptions(event_id, occurred_at, correlation_id, topic_prefix, as_json)
+    event = OrderShipped(
+        order_id=order_id,
+        carrier=carrier,
+        tracking_number=tracking_number,
+        **options.meta(),
+    )
+    send_one(ctx, event, options)
+
+
+@order_app.command("cancel")
+def order_cancel(
+    ctx: typer.Context,
+    order_id: OrderId,
+    reason: Annotated[str, typer.Option("--reason", help="Why, e.g. customer-request.")],
+    event_id: EventId = None,
+    occurred_at: OccurredAt = None,
+    correlation_id: CorrelationId = None,
+    topic_prefix: TopicPrefix = "",
+    as_json: AsJson = False,
+) -> None:
+    """OrderCancelled: PENDING_PAYMENT, PAID or CONFIRMED -> CANCELLED."""
+    options = OneEventOptions(event_id, occurred_at, correlation_id, topic_prefix, as_json)
+    event = OrderCancelled(order_id=order_id, reason=reason, **options.meta())
+    send_one(ctx, event, options)
+
+
+# -- many events: progress and summary (shared with `shopstream simulate`) ------------
+
+
+def progress_bar() -> Progress:
+    """A Rich progress bar on stderr (silent when stderr is not a terminal).
+
+    Tasks need a ``rate`` field (text shown after the counts).
+    """
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=not err_console.is_terminal,
+    )
+
+
+@dataclass
+class RunSummary:
+    """What a many-events command did, for the closing table."""
+
+    title: str
+    elapsed_s: float
+    by_type: Mapping[str, int]
+    report: DeliveryReport | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def events(self) -> int:
+        return sum(self.by_type.values())
+
+    @property
+    def throughput(self) -> float:
+        return self.events / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+def by_type_table(by_type: Mapping[str, int]) -> Table:
+    table = Table("event type", "events")
+    for event_type, count in sorted(by_type.items()):
+        table.add_row(event_type, f"{count:,}")
+    table.add_row("total", f"{sum(by_type.values()):,}", style="bold")
+    return table
+
+
+def print_summary(summary: RunSummary, out: Console = console) -> None:
+    """Events by type, deliveries, notes, elapsed time and throughput."""
+    out.print(summary.title, highlight=False, markup=False)
+    out.print(by_type_table(summary.by_type))
+    report = summary.report
+    if report is not None:
+        out.print(f"delivered: {report.delivered:,} of {report.sent:,}", highlight=False)
+        if report.failures:
+            out.print(f"failed: {report.describe()}", highlight=False, markup=False)
+    for note in summary.notes:
+        out.print(note, highlight=False, markup=False)
+    out.print(
+        f"elapsed: {summary.elapsed_s:.2f} s, throughput: {summary.throughput:,.0f} events/s",
+        highlight=False,
+    )
+
+
+# -- produce file ---------------------------------------------------------------------
+
+
+@contextmanager
+def open_source(path: str) -> Iterator[IO[bytes]]:
+    """The file (or stdin, spooled so it can be read twice), opened in binary."""
+    if path == STDIN:
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES) as spool:
+            shutil.copyfileobj(sys.stdin.buffer, spool)
+            spool.seek(0)
+            yield spool
+        return
+    try:
+        source = open(path, "rb")  # noqa: SIM115 (closed below)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    with source:
+        yield source
+
+
+def report_invalid(name: str, validation: Validation, *, skip_invalid: bool) -> None:
+    """List every bad line on stderr; unless skipping, stop (nothing is sent)."""
+    prefix = "skipped: " if skip_invalid else ""
+    for error in validation.errors:
+        sys.stderr.write(f"{name}:{error.line}: {prefix}{error.reason}\n")
+    sys.stderr.flush()
+    if validation.errors and not skip_invalid:
+        bad = len(validation.errors)
+        raise UsageError(
+            f"{bad} invalid line{'s' if bad != 1 else ''} in {name} (first: line "
+            f"{validation.errors[0].line}); nothing was sent. Fix them, or pass --skip-invalid "
+            f"to send the {validation.valid} valid events"
+        )
+
+
+def send_events(
+    producer: EventProducer, events: Iterable[DomainEvent], progress: Progress, total: int
+) -> Counter[str]:
+    """Send ``events`` with a progress bar; returns the counts by type."""
+    task = progress.add_task("sending", total=total, rate="")
+    sent: Counter[str] = Counter()
+    pending = 0
+    started = time.perf_counter()
+    for event in events:
+        producer.send(event)
+        sent[event.event_type] += 1
+        pending += 1
+        if pending == PROGRESS_EVERY:
+            progress.update(task, advance=pending, rate=_rate(sent.total(), started))
+            pending = 0
+    progress.update(task, advance=pending, rate=_rate(sent.total(), started))
+    return sent
+
+
+def _rate(count: int, started: float) -> str:
+    elapsed = time.perf_counter() - started
+    return f"{count / elapsed:,.0f}/s" if elapsed > 0 else ""
+
+
+@app.command("file")
+def produce_file(
+    ctx: typer.Context,
+    path: Annotated[
+        str, typer.Argument(metavar="EVENTS.jsonl", help="JSON Lines file, or - for stdin.")
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate every line, send nothing.")
+    ] = False,
+    skip_invalid: Annotated[
+        bool,
+        typer.Option("--skip-invalid", help="Send the valid lines, list the skipped ones."),
+    ] = False,
+    topic_prefix: TopicPrefix = "",
+) -> None:
+    """Send many events from a JSON Lines file: one event per line with its "type".
+
+    The format is that of `shopstream simulate --output`: {"type": "OrderPaid",
+    "order_id": ..., ...}; event_id and occurred_at are generated when left out.
+
+    All or nothing: every line is validated before anything is sent. If any line is
+    invalid, each bad line is listed as FILE:LINE: reason, nothing is sent, and the
+    exit code is 2. With --skip-invalid the valid lines are sent and the invalid ones
+    listed as skipped. Exit code 1 if any event could not be delivered.
+    """
+    name = "<stdin>" if path == STDIN else path
+    with open_source(path) as source:
+        validation = validate_lines(source)
+        report_invalid(name, validation, skip_invalid=skip_invalid)
+        if dry_run:
+            _print_dry_run(name, validation)
+            return
+        if not validation.valid:
+            console.print(f"{name}: no events to send", highlight=False, markup=False)
+            return
+        source.seek(0)
+        summary = _send_file(ctx, source, validation, topic_prefix)
+    summary.notes.extend(_skipped_note(validation))
+    print_summary(summary)
+    if summary.events != validation.valid:
+        raise ShopstreamError(
+            f"{name} changed while it was sent: {validation.valid} valid events checked, "
+            f"{summary.events} sent"
+        )
+    if summary.report is not None:
+        summary.report.raise_if_failed()
+
+
+def _send_file(
+    ctx: typer.Context, source: IO[bytes], validation: Validation, topic_prefix: str
+) -> RunSummary:
+    options = ProducerOptions(topic_prefix=topic_prefix)
+    with EventProducer(settings_from(ctx), options) as producer:
+        started = time.perf_counter()
+        with progress_bar() as progress:
+            sent = send_events(producer, valid_events(source), progress, validation.valid)
+        report = producer.close()
+        elapsed = time.perf_counter() - started
+    return RunSummary("sent", elapsed, sent, report)
+
+
+def _skipped_note(validation: Validation) -> list[str]:
+    if not validation.errors:
+        return []
+    return [f"skipped: {len(validation.errors)} invalid lines (listed above)"]
+
+
+def _print_dry_run(name: str, validation: Validation) -> None:
+    console.print(f"{name}: valid events (dry run, nothing sent)", highlight=False, markup=False)
+    console.print(by_type_table(validation.by_type))
+    for note in _skipped_note(validation):
+        console.print(note, highlight=False, markup=False)
