@@ -26,7 +26,12 @@ from shopstream.events import (
     OrderPaid,
     OrderShipped,
 )
-from tests.support.reference import dump_group, expected_sales, table_differences
+from tests.support.reference import (
+    dump_group,
+    expected_order_state,
+    expected_sales,
+    table_differences,
+)
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 _ticks = count(1)
@@ -279,3 +284,6 @@ def test_random_streams_in_random_batches_match_the_reference(engine: Engine, se
     assert table_differences(dump_group(engine, "sales-projection"), expected.tables) == []
     assert refused == list(expected.reasons.values())
     assert order_state == refused
+    # the reference model of order-state (used by the end-to-end suites) agrees too
+    reference = expected_order_state(events)
+    assert table_differences(dump_group(engine, "order-state"), reference.tables) == []
