@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -57,10 +58,15 @@ class EncodedEvent:
     event_type: str
 
 
+#: The Java exception class some registries put before their message.
+_JAVA_EXCEPTION = re.compile(r"^(?:[a-z_$][\w$]*\.)+[A-Z][\w$]*(?:Exception|Error): ")
+
+
 def registry_error_text(exc: Exception) -> str:
     """One line from a registry error (or an unreachable registry)."""
     if isinstance(exc, SchemaRegistryError):
-        return f"{exc.error_message} (HTTP {exc.http_status_code})"
+        message = _JAVA_EXCEPTION.sub("", " ".join(str(exc.error_message).split()))
+        return f"{message} (HTTP {exc.http_status_code})"
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
@@ -93,14 +99,14 @@ class EventSerializer:
 
     def _resolve_writer(self, spec: EventSchema) -> tuple[bytes, Any, str, str]:
         subject = spec.subject()
+        schema_id: int | None
+        schema_str: str | None = None
         try:
             if self._auto_register:
                 schema_id = self._registry.register_schema(subject, Schema(spec.schema_str, "AVRO"))
-                parsed = spec.parsed
             else:
                 latest = self._registry.get_latest_version(subject)
-                schema_id = latest.schema_id
-                parsed = fastavro.parse_schema(json.loads(latest.schema.schema_str))
+                schema_id, schema_str = latest.schema_id, latest.schema.schema_str
         except SchemaRegistryError as exc:
             if exc.http_status_code == 404:
                 raise SchemaRegistrationError(
@@ -114,6 +120,16 @@ class EventSerializer:
             raise ConnectionFailed(
                 f"schema registry unreachable at {self._registry_url()}: {registry_error_text(exc)}"
             ) from None
+        if schema_id is None:
+            raise SchemaRegistrationError(f"registry returned no schema id for {subject}")
+        parsed = spec.parsed
+        if schema_str is not None:
+            try:
+                parsed = fastavro.parse_schema(json.loads(schema_str), _write_hint=False)
+            except Exception as exc:
+                raise SchemaRegistrationError(
+                    f"latest schema of {subject} (id {schema_id}) does not parse: {exc}"
+                ) from None
         prefix = HEADER.pack(MAGIC_BYTE, schema_id)
         return prefix, parsed, spec.topic, spec.key_field
 
@@ -194,11 +210,11 @@ class EventDeserializer:
                 f"schema registry unreachable: {registry_error_text(exc)}"
             ) from None
         try:
-            raw = json.loads(registered.schema_str)
+            raw = json.loads(registered.schema_str or "null")
             writer = fastavro.parse_schema(raw, _write_hint=False)
         except Exception as exc:
             raise DecodeError("bad-writer-schema", str(exc), schema_id) from None
-        full_name = _full_name(raw)
+        full_name = _full_name(raw, schema_id)
         event_type = full_name.rsplit(".", 1)[-1]
         try:
             spec = self._catalog.get(event_type)
@@ -210,9 +226,10 @@ class EventDeserializer:
             raise DecodeError(
                 "unknown-record-type", f"no reader schema for record {full_name}", schema_id
             )
-        same = fastavro.schema.to_parsing_canonical_form(raw) == (
-            fastavro.schema.to_parsing_canonical_form(spec.schema)
-        )
+        # Decode without schema resolution only when the writer schema is exactly the
+        # reader schema. (The Parsing Canonical Form is not enough: it drops logical
+        # types, decimal scales and defaults.)
+        same = writer == spec.parsed
         return WriterSchema(
             schema_id=schema_id,
             full_name=full_name,
@@ -223,20 +240,30 @@ class EventDeserializer:
 
     def decode(self, value: bytes | None) -> DecodedEvent:
         """Bytes → typed event. Raises DecodeError (or EventValidationError) on bad input."""
-        if not value or len(value) < HEADER.size:
-            raise DecodeError("too-short", f"{len(value or b'')} bytes, expected at least 5")
-        magic, schema_id = HEADER.unpack_from(value)
-        if magic != MAGIC_BYTE:
+        if value and value[0] != MAGIC_BYTE:
             raise DecodeError("no-magic-byte", f"first byte is {value[0]:#04x}, expected 0x00")
+        if not value or len(value) < HEADER.size:
+            raise DecodeError(
+                "too-short", f"{len(value or b'')} bytes, expected at least {HEADER.size}"
+            )
+        schema_id: int = HEADER.unpack_from(value)[1]
         schema = self.writer_schema(schema_id)
         buffer = io.BytesIO(value)
         buffer.seek(HEADER.size)
         try:
             record = fastavro.schemaless_reader(buffer, schema.writer, schema.reader)
-        except (EOFError, StopIteration, IndexError, struct.error) as exc:
-            raise DecodeError("truncated-body", f"body ended early ({exc!r})", schema_id) from None
         except Exception as exc:
-            raise DecodeError("bad-body", f"{type(exc).__name__}: {exc}", schema_id) from None
+            # fastavro signals a short body with EOFError or IndexError (mid-varint), and
+            # also uses IndexError for a union branch out of range: where the reader
+            # stopped tells them apart.
+            if buffer.tell() >= len(value):
+                raise DecodeError(
+                    "truncated-body", f"body ended early ({type(exc).__name__}: {exc})", schema_id
+                ) from None
+            raise DecodeError(
+                "bad-body", f"malformed Avro at byte {buffer.tell()} ({type(exc).__name__}: {exc})",
+                schema_id,
+            ) from None
         if buffer.tell() != len(value):
             raise DecodeError(
                 "trailing-bytes", f"{len(value) - buffer.tell()} bytes after the record", schema_id
@@ -253,9 +280,9 @@ class EventDeserializer:
         return DecodedEvent(event=event, schema_id=schema_id)  # type: ignore[arg-type]
 
 
-def _full_name(raw: Any) -> str:
+def _full_name(raw: Any, schema_id: int) -> str:
     if not isinstance(raw, dict) or raw.get("type") != "record":
-        raise DecodeError("unknown-record-type", "writer schema is not a record")
+        raise DecodeError("unknown-record-type", "writer schema is not a record", schema_id)
     name = str(raw.get("name", ""))
     namespace = raw.get("namespace")
     return name if "." in name or not namespace else f"{namespace}.{name}"
