@@ -148,11 +148,18 @@ def stack() -> Iterator[StackEndpoints]:
 
 
 @pytest.fixture
-def local_stack(stack: StackEndpoints) -> LocalStack:
-    """The launcher handle, for tests that stop and start parts; skips otherwise."""
+def local_stack(stack: StackEndpoints) -> Iterator[LocalStack]:
+    """The launcher handle, for tests that stop and start parts; skips otherwise.
+
+    After the test every part runs again (a no-op for parts that still run), so a
+    fault test that fails half-way does not leave the next test without a broker.
+    """
     if stack.local is None:
         pytest.skip(f"needs the local launcher (the stack comes from {stack.source})")
-    return stack.local
+    local = stack.local
+    yield local
+    for part in local.parts:
+        part.start()
 
 
 # -- names, databases, settings ------------------------------------------------------

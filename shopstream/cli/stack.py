@@ -55,6 +55,8 @@ def _listens(status: PartStatus) -> str:
 
 def _table(statuses: list[PartStatus], notes: dict[str, str] | None = None) -> Table:
     table = Table("part", "state", "pid", "listens on", "answers", "logs")
+    for column in table.columns[:5]:
+        column.no_wrap = True
     for status in statuses:
         state = (notes or {}).get(status.name) or ("running" if status.running else "stopped")
         table.add_row(
@@ -69,7 +71,7 @@ def _table(statuses: list[PartStatus], notes: dict[str, str] | None = None) -> T
 
 
 @app.command("up")
-def up(  # noqa: PLR0917  (one parameter per flag)
+def up(
     ctx: typer.Context,
     postgres: Annotated[
         bool, typer.Option("--postgres", help="Also start a local PostgreSQL cluster.")

@@ -97,7 +97,9 @@ class LocalStack:
 
     def down(self) -> list[PartStatus]:
         """Stop every part that runs (registry first); the statuses of those stopped."""
-        stopped = []
+        stopped: list[PartStatus] = []
+        if not self.config.state_dir.is_dir():
+            return stopped
         with file_lock(self.config.state_dir / ".lock"):
             for part in (self.registry, self.kafka, self.postgres):
                 before = part.status()

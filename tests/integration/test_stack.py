@@ -184,6 +184,7 @@ def cli_stack(tmp_path: Path) -> Iterator[tuple[StackConfig, list[str], dict[str
         if not key.startswith(("SHOPSTREAM_STACK", "SHOPSTREAM_KAFKA", "SHOPSTREAM_REGISTRY"))
     }
     env["SHOPSTREAM_CACHE_DIR"] = str(settings.shopstream_cache_dir)
+    env["COLUMNS"] = "250"  # Rich tables: no wrapped cells to search through
     try:
         yield config, flags, env
     finally:
