@@ -1,16 +1,219 @@
 """`shopstream consume rebuild GROUP`: empty one group's tables and offsets, replay its topic.
 
-(Placeholder until the projections work lands: see the read-model issue.)
+A projection whose logic changed (or whose tables were damaged) is fixed by a
+rebuild. For each group named:
+
+1. refuse, with one line and a non-zero exit, while the group has live members: the
+   Kafka consumer group (``settings.kafka_group(group)``) must be Empty or Dead, as
+   ``AdminClient.describe_consumer_groups`` reports it. A daemon killed without
+   leaving stays a member until its session times out (45 s by default);
+2. in one database transaction, delete every row of the group's own tables
+   (``Projection.tables``, children first) and the group's rows in
+   ``consumer_offsets`` and ``processed_events``. No other group's rows are touched;
+3. replay the topic from the beginning with the ordinary runtime (a
+   :class:`~consumers.daemon.ConsumerDaemon` of that one group, ``until_caught_up``),
+   so the rebuilt tables are exactly what the daemon itself would have written;
+4. check that the stored offsets reached the end offsets taken before the replay
+   (an interrupted replay exits 1: run the rebuild again).
+
+A daemon of the group started while a rebuild runs is not a corruption risk: the
+runtime's compare-and-set offsets make the two share the partitions as any two
+members do. Events refused again during the replay are dead-lettered again, so a
+rebuild adds a second copy of those dead letters to ``<topic>.dlq``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
+from confluent_kafka import ConsumerGroupState, KafkaError, KafkaException, TopicPartition
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from consumers.daemon import ConsumerDaemon, DaemonOptions
+from consumers.groups import projection_for
+from consumers.offsets import OffsetStore, ProcessedEvents, TopicPartitionKey
+from consumers.projection import Projection
 from consumers.runtime import RuntimeOptions
 from shopstream.config import Settings
-from shopstream.errors import UsageError
+from shopstream.db.engine import check_database, describe_db_error, make_engine
+from shopstream.errors import ConnectionFailed, ShopstreamError, UsageError
+from shopstream.kafka import (
+    METADATA_TIMEOUT_S,
+    check_broker,
+    describe_kafka_error,
+    make_admin,
+    make_reader,
+)
+from shopstream.logs import get_logger
+
+log = get_logger("shopstream.rebuild")
+
+IDLE_STATES = frozenset({ConsumerGroupState.EMPTY, ConsumerGroupState.DEAD})
+
+
+class RebuildRefused(ShopstreamError):
+    """The group is running (or the rebuild cannot start): nothing was changed."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True, slots=True)
+class GroupActivity:
+    """What the broker says about a consumer group."""
+
+    kafka_group: str
+    state: str
+    members: int
+
+    @property
+    def idle(self) -> bool:
+        return self.members == 0 and self.state in {s.name for s in IDLE_STATES}
 
 
 def rebuild_groups(settings: Settings, groups: Sequence[str], runtime: RuntimeOptions) -> int:
-    raise UsageError("rebuild is not available yet")
+    """Rebuild each group in turn; the exit code of the CLI."""
+    if not groups:
+        raise UsageError("name the group to rebuild: shopstream consume rebuild GROUP")
+    projections = [projection_for(name) for name in dict.fromkeys(groups)]
+    check_broker(settings)
+    for projection in projections:
+        ensure_idle(settings, projection.group_id)
+    engine = make_engine(settings.database_url)
+    try:
+        check_database(engine)
+        for projection in projections:
+            code = rebuild_one(settings, engine, projection, runtime)
+            if code != 0:
+                return code
+    finally:
+        engine.dispose()
+    return 0
+
+
+def rebuild_one(
+    settings: Settings, engine: Engine, projection: Projection, runtime: RuntimeOptions
+) -> int:
+    group_id = projection.group_id
+    ensure_idle(settings, group_id)
+    ends = end_offsets(settings, settings.topic(projection.topic))
+    reset_group(engine, projection)
+    log.info("group reset; replaying", group=group_id, topic=settings.topic(projection.topic))
+    daemon = ConsumerDaemon(
+        settings,
+        [group_id],
+        replace(runtime, until_caught_up=True),
+        DaemonOptions(http_port=None),
+    )
+    code = daemon.run()
+    if code != 0:
+        return code
+    behind = partitions_behind(engine, group_id, ends)
+    if behind:
+        print(f"rebuild of {group_id} stopped before catching up ({behind}); run it again")
+        return 1
+    print(
+        f"rebuilt {group_id} from the start of {settings.topic(projection.topic)}: "
+        f"{describe_rows(engine, projection)}"
+    )
+    return 0
+
+
+# -- steps ------------------------------------------------------------------------------
+
+
+def group_activity(settings: Settings, group_id: str) -> GroupActivity:
+    """State and member count of the group's Kafka consumer group."""
+    kafka_group = settings.kafka_group(group_id)
+    admin = make_admin(settings)
+    futures = admin.describe_consumer_groups([kafka_group], request_timeout=METADATA_TIMEOUT_S)
+    try:
+        description = futures[kafka_group].result(timeout=METADATA_TIMEOUT_S * 2)
+    except KafkaException as exc:
+        if _is_group_not_found(exc):
+            return GroupActivity(kafka_group, ConsumerGroupState.DEAD.name, 0)
+        raise ConnectionFailed(
+            f"cannot describe consumer group {kafka_group}: {describe_kafka_error(exc)}"
+        ) from None
+    state = description.state
+    name = state.name if isinstance(state, ConsumerGroupState) else str(state)
+    return GroupActivity(kafka_group, name, len(description.members or []))
+
+
+def _is_group_not_found(exc: KafkaException) -> bool:
+    error = exc.args[0] if exc.args else None
+    code = getattr(KafkaError, "GROUP_ID_NOT_FOUND", None)
+    return isinstance(error, KafkaError) and code is not None and error.code() == code
+
+
+def ensure_idle(settings: Settings, group_id: str) -> None:
+    """Raise RebuildRefused unless the group has no live member."""
+    activity = group_activity(settings, group_id)
+    if activity.idle:
+        return
+    raise RebuildRefused(
+        f"refusing to rebuild {group_id}: consumer group {activity.kafka_group} has "
+        f"{activity.members} live member(s) (state {activity.state}); stop its "
+        "'shopstream consume' daemons first (a killed daemon leaves after its session timeout)"
+    )
+
+
+def end_offsets(settings: Settings, topic: str) -> dict[TopicPartitionKey, int]:
+    """The current end (high watermark) of every partition of ``topic``."""
+    reader = make_reader(settings)
+    try:
+        metadata = reader.list_topics(topic, timeout=METADATA_TIMEOUT_S).topics.get(topic)
+        if metadata is None or metadata.error is not None:
+            raise RebuildRefused(
+                f"topic {topic} does not exist (create it with 'shopstream topics create')"
+            )
+        ends = {}
+        for partition in sorted(metadata.partitions):
+            _, high = reader.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=METADATA_TIMEOUT_S
+            )
+            ends[(topic, partition)] = int(high)
+        return ends
+    except KafkaException as exc:
+        raise ConnectionFailed(
+            f"cannot read the end offsets of {topic}: {describe_kafka_error(exc)}"
+        ) from None
+    finally:
+        reader.close()
+
+
+def reset_group(engine: Engine, projection: Projection) -> None:
+    """Empty the group's tables and its offsets and processed ids, in one transaction."""
+    try:
+        with engine.begin() as connection:
+            for table in projection.tables:
+                connection.execute(table.delete())
+            OffsetStore(projection.group_id).reset(connection)
+            ProcessedEvents(projection.group_id).reset(connection)
+    except SQLAlchemyError as exc:
+        raise ShopstreamError(
+            f"cannot reset {projection.group_id}: {describe_db_error(exc)} "
+            "(is the database migrated? 'shopstream db upgrade')"
+        ) from None
+
+
+def partitions_behind(engine: Engine, group_id: str, ends: dict[TopicPartitionKey, int]) -> str:
+    """``topic[p] at X of Y, ...`` for partitions whose stored offset is below ``ends``."""
+    with engine.connect() as connection:
+        stored = OffsetStore(group_id).load_all(connection)
+    late = [
+        f"{topic}[{partition}] at {stored.get((topic, partition), 0)} of {end}"
+        for (topic, partition), end in sorted(ends.items())
+        if stored.get((topic, partition), 0) < end
+    ]
+    return ", ".join(late)
+
+
+def describe_rows(engine: Engine, projection: Projection) -> str:
+    with engine.connect() as connection:
+        counts = [
+            f"{table.name} {connection.scalar(select(func.count()).select_from(table))}"
+            for table in reversed(projection.tables)
+        ]
+    return ", ".join(counts) + " rows"
