@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from consumers.cart_projection import CartProjection
 from consumers.projection import Envelope, Rejection
+from shopstream import queries
 from shopstream.db.engine import make_engine
 from shopstream.db.migrate import upgrade
 from shopstream.events import CartCheckedOut, CartItemAdded, CartItemRemoved, DomainEvent
@@ -247,3 +248,38 @@ def test_random_streams_in_random_batches_match_the_reference(engine: Engine, se
     expected = expected_carts(events)
     assert table_differences(dump_group(engine, "cart-projection"), expected.tables) == []
     assert refused == expected.reasons
+
+
+def test_abandoned_carts_are_answered_at_a_moment(engine: Engine, at: Clock) -> None:
+    assert apply(engine, add(at, "A", 1, cart="idle"), add(at, "A", 1, cart="sold")) == []
+    assert apply(engine, checkout(at, cart="sold")) == []
+    at.tick(2 * 3600)
+    assert apply(engine, add(at, "B", 2, cart="busy")) == []
+
+    with engine.connect() as connection:
+        latest = queries.latest_cart_activity(connection)
+        assert latest == at.now
+
+        def states(threshold: timedelta, moment: datetime) -> dict[str, str]:
+            rows = queries.list_carts(connection, as_of=moment, abandoned_after=threshold, limit=10)
+            return {row.cart_id: row.state.value for row in rows}
+
+        assert states(timedelta(minutes=30), latest) == {
+            "idle": "ABANDONED",
+            "sold": "CHECKED_OUT",
+            "busy": "ACTIVE",
+        }
+        assert states(timedelta(hours=3), latest)["idle"] == "ACTIVE"
+        assert states(timedelta(minutes=30), latest + timedelta(hours=1))["busy"] == "ABANDONED"
+        only = queries.list_carts(
+            connection,
+            state=queries.CartState.ABANDONED,
+            as_of=latest,
+            abandoned_after=timedelta(minutes=30),
+        )
+        assert [row.cart_id for row in only] == ["idle"]
+        counts = queries.count_carts(
+            connection, as_of=latest, abandoned_after=timedelta(minutes=30)
+        )
+        assert (counts.active, counts.abandoned, counts.checked_out) == (1, 1, 1)
+        assert counts.abandoned_value == (("EUR", Decimal("10.00")),)
