@@ -37,6 +37,7 @@ from consumers.offsets import OffsetConflict, OffsetStore, ProcessedEvents, Topi
 from consumers.projection import Envelope, Projection, Rejection
 from shopstream.config import Settings
 from shopstream.db.engine import describe_db_error
+from shopstream.errors import ConnectionFailed
 from shopstream.events import EventValidationError
 from shopstream.kafka import describe_kafka_error, make_admin, make_consumer
 from shopstream.logs import get_logger
@@ -55,6 +56,9 @@ class RuntimeOptions:
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 5.0
     until_caught_up: bool = False
+    session_timeout_ms: int = 10_000
+    """How soon the group notices a member that died without leaving (kill -9):
+    its partitions move to the others after this long (librdkafka's default is 45 s)."""
     stall_after_s: float = 60.0
     """/healthz fails when the poll loop has not advanced for this long."""
     consumer_overrides: dict[str, Any] = field(default_factory=dict)
@@ -120,7 +124,12 @@ class GroupRunner:
         self._commit_listeners.append(listener)
 
     def start(self) -> None:
-        overrides = {"client.id": f"shopstream-{self.group_id}", **self._options.consumer_overrides}
+        overrides = {
+            "client.id": f"shopstream-{self.group_id}",
+            "session.timeout.ms": self._options.session_timeout_ms,
+            "heartbeat.interval.ms": max(500, self._options.session_timeout_ms // 5),
+            **self._options.consumer_overrides,
+        }
         self._consumer = make_consumer(
             self.settings, self.settings.kafka_group(self.group_id), **overrides
         )
@@ -270,13 +279,34 @@ class GroupRunner:
             envelopes.append(Envelope(decoded.event, topic, partition, offset))
         return _Decoded(envelopes, letters, moves, len(batch))
 
+    def _decode_with_retry(self, batch: Sequence[Message]) -> _Decoded | None:
+        """Decode; while the registry is unreachable, wait (staying in the group) and retry."""
+        backoff = self._options.backoff_initial_s
+        while not self._stop.is_set():
+            try:
+                return self._decode(batch)
+            except ConnectionFailed as exc:
+                self._wait_and_rewind("schema registry unavailable", exc.message, backoff)
+                backoff = min(backoff * 2, self._options.backoff_max_s)
+                batch = [m for m in batch if self._still_expected(m)]
+        return None
+
+    def _still_expected(self, message: Message) -> bool:
+        topic, partition, offset = coordinates(message)
+        expected = self._expected.get((topic, partition))
+        return expected is not None and offset >= expected
+
     def _process(self, batch: list[Message]) -> None:
         started = time.perf_counter()
-        decoded = self._decode(batch)
+        maybe = self._decode_with_retry(batch)
+        if maybe is None or maybe.messages == 0:
+            return
+        decoded = maybe
         backoff = self._options.backoff_initial_s
         while True:
             try:
                 applied, rejected, duplicates = self._apply_in_transaction(decoded, batch)
+                self.db_ok = True
                 break
             except OffsetConflict as exc:
                 self._metrics.conflicts.labels(self.group_id).inc()
@@ -286,7 +316,9 @@ class GroupRunner:
             except Exception as exc:
                 if not is_transient_db_error(exc):
                     raise
-                self._wait_for_database(exc, backoff)
+                self.db_ok = False
+                self._metrics.db_retries.labels(self.group_id).inc()
+                self._wait_and_rewind("database unavailable", describe_db_error(exc), backoff)
                 backoff = min(backoff * 2, self._options.backoff_max_s)
                 if self._stop.is_set():
                     return
@@ -380,16 +412,10 @@ class GroupRunner:
 
     # -- failures ----------------------------------------------------------------
 
-    def _wait_for_database(self, exc: BaseException, backoff: float) -> None:
+    def _wait_and_rewind(self, what: str, error: str, backoff: float) -> None:
         """Pause, keep polling (stay in the group), wait ``backoff``, then resume."""
         consumer = self._require_consumer()
-        self.db_ok = False
-        self._metrics.db_retries.labels(self.group_id).inc()
-        self._log.warning(
-            "database unavailable, retrying the batch",
-            error=describe_db_error(exc),
-            retry_in_s=backoff,
-        )
+        self._log.warning(f"{what}, retrying the batch", error=error, retry_in_s=backoff)
         assignment = consumer.assignment()
         consumer.pause(assignment)
         deadline = time.monotonic() + backoff

@@ -1,0 +1,154 @@
+"""Helpers for tests that run the whole pipeline: produce events, read topics back.
+
+Everything goes through real processes and sockets: an :class:`EventProducer` on
+the stack's broker, ``shopstream consume`` daemons, and plain readers for the DLQ.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaError, Message, TopicPartition
+
+from consumers import dlq
+from producers.base import EventProducer, ProducerOptions
+from schemas import CART_TOPIC, ORDER_TOPIC, dlq_topic
+from shopstream.config import Settings
+from shopstream.events import DomainEvent
+from shopstream.kafka import create_topics, make_admin, make_reader, project_topics
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment variables that give a subprocess these settings."""
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "SCHEMA_REGISTRY_URL": settings.schema_registry_url,
+        "DATABASE_URL": settings.database_url,
+        "SHOPSTREAM_TOPIC_PREFIX": settings.shopstream_topic_prefix,
+    }
+
+
+def create_project_topics(settings: Settings, partitions: int = 6) -> None:
+    create_topics(settings, project_topics(partitions, 1, settings.shopstream_topic_prefix))
+
+
+def produce(settings: Settings, events: Iterable[DomainEvent], rate: float = 0.0) -> int:
+    """Produce ``events`` (at ``rate`` events/s, 0 = as fast as possible); all acked."""
+    options = ProducerOptions(topic_prefix=settings.shopstream_topic_prefix)
+    producer = EventProducer(settings, options)
+    producer.start()
+    started = time.monotonic()
+    count = 0
+    for count, event in enumerate(events, start=1):
+        if rate > 0:
+            delay = started + count / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        producer.send(event)
+    report = producer.close()
+    report.raise_if_failed()
+    return count
+
+
+@dataclass
+class BackgroundProducer:
+    """Produce events in a thread while the test injects faults."""
+
+    settings: Settings
+    events: Sequence[DomainEvent]
+    rate: float
+    error: BaseException | None = None
+    produced: int = 0
+    _thread: threading.Thread | None = field(default=None, init=False)
+
+    def start(self) -> BackgroundProducer:
+        self._thread = threading.Thread(target=self._run, daemon=True, name="producer")
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            self.produced = produce(self.settings, self.events, self.rate)
+        except BaseException as exc:
+            self.error = exc
+
+    @property
+    def done(self) -> bool:
+        return self._thread is not None and not self._thread.is_alive()
+
+    def join(self, timeout: float) -> None:
+        assert self._thread is not None
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "producer did not finish"
+        if self.error is not None:
+            raise self.error
+
+
+def read_all(settings: Settings, topic: str, timeout: float = 30.0) -> list[Message]:
+    """Every message of ``topic`` from the beginning to the current end."""
+    admin = make_admin(settings)
+    metadata = admin.list_topics(topic=topic, timeout=10)
+    if topic not in metadata.topics or metadata.topics[topic].error is not None:
+        return []
+    partitions = list(metadata.topics[topic].partitions)
+    reader = make_reader(settings)
+    try:
+        ends = {
+            p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in partitions
+        }
+        todo = {p for p, end in ends.items() if end > 0}
+        reader.assign([TopicPartition(topic, p, 0) for p in partitions])
+        messages: list[Message] = []
+        deadline = time.monotonic() + timeout
+        while todo and time.monotonic() < deadline:
+            for message in reader.consume(500, 0.5):
+                error = message.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        raise AssertionError(f"reading {topic}: {error}")
+                    continue
+                messages.append(message)
+                partition = message.partition()
+                offset = message.offset()
+                if partition is not None and offset is not None and offset + 1 >= ends[partition]:
+                    todo.discard(partition)
+        assert not todo, f"could not read {topic} to its end"
+        return messages
+    finally:
+        reader.close()
+
+
+@dataclass(frozen=True)
+class DeadLetterRecord:
+    group: str
+    reason: str
+    event_id: str | None
+    topic: str
+    partition: int
+    offset: int
+
+
+def dead_letters(settings: Settings) -> list[DeadLetterRecord]:
+    """Every dead letter of both event topics, with its headers decoded."""
+    records = []
+    for topic in (CART_TOPIC, ORDER_TOPIC):
+        for message in read_all(settings, dlq_topic(settings.topic(topic))):
+            headers = {
+                k: (v.decode() if isinstance(v, bytes) else v or "")
+                for k, v in (message.headers() or [])
+            }
+            records.append(
+                DeadLetterRecord(
+                    group=headers[dlq.GROUP],
+                    reason=headers[dlq.REASON],
+                    event_id=headers.get(dlq.EVENT_ID),
+                    topic=headers[dlq.TOPIC],
+                    partition=int(headers[dlq.PARTITION]),
+                    offset=int(headers[dlq.OFFSET]),
+                )
+            )
+    return records
