@@ -122,10 +122,11 @@ def _container_stack(cleanup: contextlib.ExitStack) -> StackEndpoints | None:
 
 def _local_stack(cleanup: contextlib.ExitStack) -> StackEndpoints:
     state_dir = Path(tempfile.mkdtemp(prefix="shopstream-stack-test-"))
+    state_dir.chmod(0o755)  # reachable by the 'postgres' user when we run as root
     cleanup.callback(shutil.rmtree, state_dir, ignore_errors=True)
     cache_dir = Settings.load().shopstream_cache_dir
     local = LocalStack(StackConfig.isolated(cache_dir, state_dir, with_postgres=True))
-    cleanup.callback(local.down)
+    cleanup.callback(local.purge)  # stops every part, deletes data (also a relocated cluster)
     try:
         local.up()
     except ShopstreamError as exc:

@@ -129,22 +129,29 @@ class PostgresPart(Part):
         return probe.returncode == 0
 
     def _make_root(self) -> None:
-        """Create the cluster folder, owned by the database's system user."""
-        if self.home.exists():
-            return
-        state = self.config.state_dir.absolute()
-        state.mkdir(parents=True, exist_ok=True)
+        """Create the cluster folder (or a relocated one), owned by the database's user."""
         user = self.run_as
-        if user is None or self._reachable_by_db_user(state):
-            self.home.mkdir()
-            target = self.home
-        else:
-            digest = hashlib.sha256(str(state).encode()).hexdigest()[:12]
-            target = Path(user.pw_dir) / f"shopstream-{digest}"
+        if self.home.is_symlink():
+            target = self.home.resolve()  # relocated earlier; recreate if deleted since
             target.mkdir(parents=True, exist_ok=True)
-            self.home.symlink_to(target, target_is_directory=True)
+        elif self.home.is_dir():
+            return
+        else:
+            target = self._new_root(user)
         if user is not None:
             os.chown(target, user.pw_uid, user.pw_gid)
+
+    def _new_root(self, user: pwd.struct_passwd | None) -> Path:
+        state = self.config.state_dir.absolute()
+        state.mkdir(parents=True, exist_ok=True)
+        if user is None or self._reachable_by_db_user(state):
+            self.home.mkdir()
+            return self.home
+        digest = hashlib.sha256(str(state).encode()).hexdigest()[:12]
+        target = Path(user.pw_dir) / f"shopstream-{digest}"
+        target.mkdir(parents=True, exist_ok=True)
+        self.home.symlink_to(target, target_is_directory=True)
+        return target
 
     # -- life cycle ------------------------------------------------------------
 

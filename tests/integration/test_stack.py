@@ -188,7 +188,7 @@ def cli_stack(tmp_path: Path) -> Iterator[tuple[StackConfig, list[str], dict[str
     try:
         yield config, flags, env
     finally:
-        LocalStack(config).down()
+        LocalStack(config).purge()
 
 
 @pytest.mark.slow
