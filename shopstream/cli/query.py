@@ -145,7 +145,7 @@ def customers_cmd(ctx: typer.Context, top: TopOpt = 10, fmt: FormatOpt = Format.
     """Customers by amount spent, net of refunds (sales-projection)."""
     with _connection(ctx) as connection:
         rows = queries.top_customers(connection, top=top)
-    _emit(fmt, rows, lambda: _customers_table(rows))
+    _emit(fmt, rows, lambda: customers_table(rows))
 
 
 @app.command("summary")
@@ -164,7 +164,7 @@ def summary_cmd(
     if fmt is Format.JSON:
         _print_json(result)
         return
-    _print_summary(result)
+    print_summary(result)
 
 
 # -- input ---------------------------------------------------------------------------------
@@ -395,7 +395,7 @@ def _products_table(rows: list[queries.ProductSalesView], title: str = "sales by
     )
 
 
-def _customers_table(rows: list[queries.CustomerView]) -> Table:
+def customers_table(rows: list[queries.CustomerView]) -> Table:
     return _table(
         "customers",
         [
@@ -424,7 +424,7 @@ def _customers_table(rows: list[queries.CustomerView]) -> Table:
     )
 
 
-def _print_summary(result: queries.Summary) -> None:
+def print_summary(result: queries.Summary) -> None:
     console.print(
         _table(
             "orders by status",

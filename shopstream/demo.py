@@ -1,0 +1,339 @@
+"""``shopstream demo``: the whole pipeline on the local default, end to end.
+
+1. start the local stack (Kafka + Apicurio) unless it already runs;
+2. migrate the demo database (SQLite by default), create the demo's topics and
+   register the schemas;
+3. start the three consumer groups as daemons (one ``shopstream consume`` process each);
+4. simulate shoppers (with a small share of invalid events, and a few undecodable
+   messages) and produce them, with a progress bar;
+5. wait until every group has caught up;
+6. print the read models and the dead letters by reason;
+7. stop the daemons (SIGTERM), delete the demo's topics and subjects, and stop the
+   stack parts it started — leaving the machine as it found it.
+
+The demo runs on its own topics (``demo-<run id>-cart-events`` …) so it never mixes
+with a pipeline you run by hand on the same stack.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from confluent_kafka import Producer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy import Engine, select
+from sqlalchemy.engine import make_url
+
+from consumers.groups import GROUPS
+from consumers.offsets import offsets_table
+from consumers.runtime import end_offsets
+from producers.base import EventProducer, ProducerOptions
+from producers.simulator import SimulationConfig, Simulator
+from schemas import CART_TOPIC, ORDER_TOPIC, load_catalog
+from shopstream.config import Settings
+from shopstream.db.engine import make_engine
+from shopstream.db.migrate import upgrade
+from shopstream.errors import ShopstreamError
+from shopstream.events import DomainEvent
+from shopstream.kafka import (
+    DEFAULT_PARTITIONS,
+    create_topics,
+    make_admin,
+    make_producer,
+    project_topics,
+)
+from shopstream.registry import register_all
+from shopstream.serde import make_registry_client
+from shopstream.stack import LocalStack, StackConfig
+
+GROUP_TOPICS = {
+    "order-state": ORDER_TOPIC,
+    "cart-projection": CART_TOPIC,
+    "sales-projection": ORDER_TOPIC,
+}
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    customers: int = 2500
+    orders: int = 2000
+    seed: int = 42
+    invalid_rate: float = 0.02
+    garbage: int = 3
+    database_url: str = "sqlite:///shopstream-demo.db"
+    keep_stack: bool = False
+    keep_data: bool = False
+    catch_up_timeout_s: float = 600.0
+
+
+class DemoFailed(ShopstreamError):
+    pass
+
+
+@dataclass
+class DemoRun:
+    settings: Settings
+    options: DemoOptions
+    console: Console
+    workdir: Path
+    daemons: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": self.settings.kafka_bootstrap_servers,
+                "SCHEMA_REGISTRY_URL": self.settings.schema_registry_url,
+                "DATABASE_URL": self.settings.database_url,
+                "SHOPSTREAM_TOPIC_PREFIX": self.settings.shopstream_topic_prefix,
+                "LOG_FORMAT": "json",
+            }
+        )
+        return env
+
+    # -- daemons -----------------------------------------------------------------
+
+    def start_daemons(self) -> None:
+        for group in GROUPS:
+            log = (self.workdir / f"{group}.log").open("ab")
+            self.daemons[group] = subprocess.Popen(
+                [sys.executable, "-m", "shopstream", "consume", group, "--http-port", "0"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            log.close()
+        self.console.print(
+            f"started consumer daemons: {', '.join(GROUPS)} (logs in {self.workdir})"
+        )
+
+    def check_daemons(self) -> None:
+        for group, process in self.daemons.items():
+            code = process.poll()
+            if code is not None:
+                tail = (self.workdir / f"{group}.log").read_text(errors="replace")[-800:]
+                raise DemoFailed(f"daemon {group} exited with {code}; last log: {tail!r}")
+
+    def stop_daemons(self, timeout: float = 60.0) -> list[str]:
+        problems = []
+        for process in self.daemons.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for group, process in self.daemons.items():
+            try:
+                code = process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+                code = -9
+            if code != 0:
+                problems.append(f"{group} exited {code}")
+        self.daemons.clear()
+        return problems
+
+    # -- pipeline ---------------------------------------------------------------
+
+    def produce(self, events: Sequence[DomainEvent]) -> float:
+        options = ProducerOptions(topic_prefix=self.settings.shopstream_topic_prefix)
+        started = time.perf_counter()
+        with _progress(self.console) as progress:
+            task = progress.add_task("producing simulated events", total=len(events))
+            producer = EventProducer(self.settings, options)
+            producer.start()
+            for index, event in enumerate(events, start=1):
+                producer.send(event)
+                if index % 500 == 0:
+                    progress.update(task, completed=index)
+            report = producer.close()
+            progress.update(task, completed=len(events))
+        report.raise_if_failed()
+        self._produce_garbage()
+        return len(events) / (time.perf_counter() - started)
+
+    def _produce_garbage(self) -> None:
+        """A few messages that are not Avro at all, to show the dead-letter path."""
+        if not self.options.garbage:
+            return
+        producer: Producer = make_producer(self.settings)
+        for index in range(self.options.garbage):
+            producer.produce(
+                self.settings.topic(ORDER_TOPIC),
+                key=f"junk-{index}".encode(),
+                value=b"this is not an Avro event",
+            )
+        if producer.flush(30):
+            raise DemoFailed("could not produce the undecodable demo messages")
+
+    def wait_until_caught_up(self, engine: Engine) -> None:
+        topics = {group: self.settings.topic(topic) for group, topic in GROUP_TOPICS.items()}
+        ends = end_offsets(
+            self.settings, [(t, p) for t in set(topics.values()) for p in range(DEFAULT_PARTITIONS)]
+        )
+        totals = {
+            group: sum(v for (t, _), v in ends.items() if t == topic)
+            for group, topic in topics.items()
+        }
+        deadline = time.monotonic() + self.options.catch_up_timeout_s
+        with _progress(self.console) as progress:
+            tasks = {
+                group: progress.add_task(f"{group:17s} catching up", total=totals[group])
+                for group in GROUPS
+            }
+            while True:
+                self.check_daemons()
+                done = _stored_offsets(engine)
+                for group, task in tasks.items():
+                    progress.update(task, completed=done.get(group, 0))
+                if all(done.get(group, 0) >= totals[group] for group in GROUPS):
+                    return
+                if time.monotonic() > deadline:
+                    raise DemoFailed("the consumer groups did not catch up in time")
+                time.sleep(0.5)
+
+    def cleanup_data(self) -> None:
+        """Delete the demo's topics and registry subjects."""
+        prefix = self.settings.shopstream_topic_prefix
+        topics = [spec.name for spec in project_topics(prefix=prefix)]
+        admin = make_admin(self.settings)
+        for future in admin.delete_topics(topics, operation_timeout=30).values():
+            with suppress(Exception):
+                future.result(30)
+        registry = make_registry_client(self.settings.registry_config())
+        for spec in load_catalog().with_topic_prefix(prefix):
+            with suppress(Exception):
+                registry.delete_subject(spec.subject(), permanent=False)
+                registry.delete_subject(spec.subject(), permanent=True)
+
+
+def _stored_offsets(engine: Engine) -> dict[str, int]:
+    c = offsets_table.c
+    with engine.connect() as connection:
+        rows = connection.execute(select(c.group_id, c.next_offset)).all()
+    totals: dict[str, int] = {}
+    for group, offset in rows:
+        totals[group] = totals.get(group, 0) + int(offset)
+    return totals
+
+
+@contextmanager
+def _progress(console: Console) -> Iterator[Progress]:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        yield progress
+
+
+def _fresh_sqlite(url: str) -> None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            with suppress(FileNotFoundError):
+                Path(f"{parsed.database}{suffix}").unlink()
+
+
+@contextmanager
+def local_stack(settings: Settings, console: Console, keep: bool) -> Iterator[LocalStack]:
+    """The local stack, started if needed; parts this started are stopped afterwards."""
+    stack = LocalStack(
+        StackConfig.from_settings(settings),
+        progress=lambda message: console.print(f"[dim]… {message}[/dim]"),
+    )
+    before = {part.name for part in (stack.kafka, stack.registry) if part.is_running()}
+    reports = stack.up()
+    started = [r.status.name for r in reports if r.started]
+    if started:
+        console.print(f"local stack started: {', '.join(started)}")
+    else:
+        console.print("local stack already running: using it")
+    try:
+        yield stack
+    finally:
+        if not keep:
+            for part in (stack.registry, stack.kafka):
+                if part.name not in before:
+                    part.stop()
+            if len(before) < 2:
+                console.print("stopped the stack parts the demo started")
+
+
+def run_demo(
+    settings: Settings,
+    options: DemoOptions,
+    console: Console,
+    show_results: Callable[[Settings, Engine], None],
+) -> None:
+    run_id = uuid.uuid4().hex[:8]
+    with local_stack(settings, console, options.keep_stack) as stack:
+        endpoints = stack.endpoints
+        demo_settings = Settings.load(
+            kafka_bootstrap_servers=endpoints.bootstrap_servers,
+            schema_registry_url=endpoints.registry_url,
+            database_url=options.database_url,
+            shopstream_topic_prefix=f"demo-{run_id}-",
+            shopstream_cache_dir=settings.shopstream_cache_dir,
+        )
+        workdir = settings.shopstream_cache_dir / "demo" / run_id
+        workdir.mkdir(parents=True, exist_ok=True)
+        demo = DemoRun(demo_settings, options, console, workdir)
+        _fresh_sqlite(options.database_url)
+        engine = make_engine(options.database_url)
+        try:
+            upgrade(engine)
+            create_topics(
+                demo_settings, project_topics(prefix=demo_settings.shopstream_topic_prefix)
+            )
+            register_all(
+                make_registry_client(demo_settings.registry_config()),
+                load_catalog().with_topic_prefix(demo_settings.shopstream_topic_prefix),
+            )
+            console.print(
+                f"database {options.database_url} migrated; topics "
+                f"{demo_settings.shopstream_topic_prefix}* created; schemas registered"
+            )
+            demo.start_daemons()
+            config = SimulationConfig(
+                customers=options.customers,
+                orders=options.orders,
+                seed=options.seed,
+                invalid_rate=options.invalid_rate,
+            )
+            events = list(Simulator(config).events())
+            rate = demo.produce(events)
+            console.print(
+                f"produced {len(events)} events (+{options.garbage} undecodable) "
+                f"at {rate:,.0f} events/s"
+            )
+            demo.wait_until_caught_up(engine)
+            problems = demo.stop_daemons()
+            if problems:
+                raise DemoFailed("daemons did not stop cleanly: " + "; ".join(problems))
+            console.print("every group caught up; daemons stopped cleanly (SIGTERM)\n")
+            show_results(demo_settings, engine)
+        finally:
+            demo.stop_daemons()
+            engine.dispose()
+            if not options.keep_data:
+                demo.cleanup_data()
+            else:
+                console.print(
+                    f"kept topics with prefix {demo_settings.shopstream_topic_prefix} "
+                    "(SHOPSTREAM_TOPIC_PREFIX to inspect them)"
+                )
