@@ -43,20 +43,40 @@ def sample_events(count: int, seed: int = 7) -> list[DomainEvent]:
         price = Decimal(rng.randint(100, 99_999)) / 100
         if kind == 0:
             lines = tuple(
-                OrderLine(sku=f"SKU-{rng.randint(1, 500):04d}", quantity=rng.randint(1, 4),
-                          unit_price=Decimal(rng.randint(100, 9_999)) / 100)
+                OrderLine(
+                    sku=f"SKU-{rng.randint(1, 500):04d}",
+                    quantity=rng.randint(1, 4),
+                    unit_price=Decimal(rng.randint(100, 9_999)) / 100,
+                )
                 for _ in range(rng.randint(1, 4))
             )
             total = sum((line.amount for line in lines), Decimal(0))
-            events.append(OrderCreated(order_id=order_id, customer_id="cust-1", lines=lines,
-                                       total=total, currency="EUR"))
+            events.append(
+                OrderCreated(
+                    order_id=order_id,
+                    customer_id="cust-1",
+                    lines=lines,
+                    total=total,
+                    currency="EUR",
+                )
+            )
         elif kind == 1:
-            events.append(OrderPaid(order_id=order_id, payment_id=f"pay-{index}", amount=price,
-                                    currency="EUR"))
+            events.append(
+                OrderPaid(
+                    order_id=order_id, payment_id=f"pay-{index}", amount=price, currency="EUR"
+                )
+            )
         elif kind == 2:
-            events.append(CartItemAdded(cart_id=f"cart-{index}", customer_id="cust-1",
-                                        sku="SKU-0001", quantity=2, unit_price=price,
-                                        currency="EUR"))
+            events.append(
+                CartItemAdded(
+                    cart_id=f"cart-{index}",
+                    customer_id="cust-1",
+                    sku="SKU-0001",
+                    quantity=2,
+                    unit_price=price,
+                    currency="EUR",
+                )
+            )
         elif kind == 3:
             events.append(OrderShipped(order_id=order_id, carrier="DHL", tracking_number="T1"))
         else:
@@ -92,7 +112,10 @@ def main() -> None:
         (parsed[e.event_type], e.to_record()) for e in events
     ]
     encoded = [serializer.encode(e).value for e in events]
-    bodies = [(parsed[e.event_type], value[HEADER.size:]) for e, value in zip(events, encoded, strict=True)]
+    bodies = [
+        (parsed[e.event_type], value[HEADER.size :])
+        for e, value in zip(events, encoded, strict=True)
+    ]
 
     def bare_encode() -> None:
         for schema, record in records:
@@ -115,8 +138,12 @@ def main() -> None:
     n = len(events)
     results = {
         name: best_of(args.repeat, work) / n * 1e6
-        for name, work in [("bare encode", bare_encode), ("bare decode", bare_decode),
-                           ("ours encode", our_encode), ("ours decode", our_decode)]
+        for name, work in [
+            ("bare encode", bare_encode),
+            ("bare decode", bare_decode),
+            ("ours encode", our_encode),
+            ("ours decode", our_decode),
+        ]
     }
     for name, micros in results.items():
         print(f"{name:12s} {micros:8.2f} us/event")
@@ -124,7 +151,9 @@ def main() -> None:
     ours = results["ours encode"] + results["ours decode"]
     print(f"encode ratio ours/bare: {results['ours encode'] / results['bare encode']:.2f}")
     print(f"decode ratio ours/bare: {results['ours decode'] / results['bare decode']:.2f}")
-    print(f"encode+decode: bare {bare:.2f} us, ours {ours:.2f} us, ratio {ours / bare:.2f} (target <= 2.0)")
+    print(
+        f"encode+decode: bare {bare:.2f} us, ours {ours:.2f} us, ratio {ours / bare:.2f} (target <= 2.0)"
+    )
 
 
 if __name__ == "__main__":

@@ -40,8 +40,10 @@ LEGAL = {
 def make(event_type: str) -> DomainEvent:
     if event_type == "OrderCreated":
         return OrderCreated(
-            order_id="o-1", customer_id="c-1",
-            lines=(OrderLine("SKU-1", 2, Decimal("5.00")),), total=Decimal("10.00"),
+            order_id="o-1",
+            customer_id="c-1",
+            lines=(OrderLine("SKU-1", 2, Decimal("5.00")),),
+            total=Decimal("10.00"),
             currency="EUR",
         )
     if event_type == "OrderPaid":
@@ -94,11 +96,20 @@ def test_terminal_states_accept_nothing() -> None:
 
 
 def test_payment_must_match_total_and_currency() -> None:
-    check_payment(Decimal("10.00"), "EUR", OrderPaid(
-        order_id="o", payment_id="p", amount=Decimal("10.00"), currency="EUR"))
+    check_payment(
+        Decimal("10.00"),
+        "EUR",
+        OrderPaid(order_id="o", payment_id="p", amount=Decimal("10.00"), currency="EUR"),
+    )
     with pytest.raises(TransitionRefused, match="payment-mismatch"):
-        check_payment(Decimal("10.00"), "EUR", OrderPaid(
-            order_id="o", payment_id="p", amount=Decimal("9.99"), currency="EUR"))
+        check_payment(
+            Decimal("10.00"),
+            "EUR",
+            OrderPaid(order_id="o", payment_id="p", amount=Decimal("9.99"), currency="EUR"),
+        )
     with pytest.raises(TransitionRefused, match="payment-mismatch"):
-        check_payment(Decimal("10.00"), "EUR", OrderPaid(
-            order_id="o", payment_id="p", amount=Decimal("10.00"), currency="USD"))
+        check_payment(
+            Decimal("10.00"),
+            "EUR",
+            OrderPaid(order_id="o", payment_id="p", amount=Decimal("10.00"), currency="USD"),
+        )

@@ -38,10 +38,14 @@ def envelopes(*events: DomainEvent) -> list[Envelope]:
 
 def created(order_id: str, total: str = "25.00") -> OrderCreated:
     return OrderCreated(
-        order_id=order_id, customer_id="cust-1",
-        lines=(OrderLine("SKU-1", 1, Decimal("5.00")),
-               OrderLine("SKU-2", 2, Decimal(total) / 2 - Decimal("2.50"))),
-        total=Decimal(total), currency="EUR",
+        order_id=order_id,
+        customer_id="cust-1",
+        lines=(
+            OrderLine("SKU-1", 1, Decimal("5.00")),
+            OrderLine("SKU-2", 2, Decimal(total) / 2 - Decimal("2.50")),
+        ),
+        total=Decimal(total),
+        currency="EUR",
     )
 
 
@@ -52,7 +56,9 @@ def paid(order_id: str, amount: str = "25.00") -> OrderPaid:
 def test_full_life_cycle_in_one_batch(engine: Engine) -> None:
     projection = OrderStateProjection()
     batch = envelopes(
-        created("o-1"), paid("o-1"), OrderConfirmed(order_id="o-1"),
+        created("o-1"),
+        paid("o-1"),
+        OrderConfirmed(order_id="o-1"),
         OrderShipped(order_id="o-1", carrier="DHL", tracking_number="T"),
     )
     with engine.begin() as connection:
@@ -65,11 +71,15 @@ def test_full_life_cycle_in_one_batch(engine: Engine) -> None:
         assert order.events_applied == 4
         assert order.shipped_at == batch[-1].event.occurred_at
         history = connection.execute(
-            select(order_status_history.c.seq, order_status_history.c.to_status)
-            .order_by(order_status_history.c.seq)
+            select(order_status_history.c.seq, order_status_history.c.to_status).order_by(
+                order_status_history.c.seq
+            )
         ).all()
         assert [tuple(row) for row in history] == [
-            (1, "PENDING_PAYMENT"), (2, "PAID"), (3, "CONFIRMED"), (4, "SHIPPED")
+            (1, "PENDING_PAYMENT"),
+            (2, "PAID"),
+            (3, "CONFIRMED"),
+            (4, "SHIPPED"),
         ]
         assert len(connection.execute(select(order_lines)).all()) == 2
 
@@ -77,19 +87,25 @@ def test_full_life_cycle_in_one_batch(engine: Engine) -> None:
 def test_refusals_change_nothing_and_carry_reasons(engine: Engine) -> None:
     projection = OrderStateProjection()
     with engine.begin() as connection:
-        projection.apply(connection, envelopes(created("o-1"), OrderCancelled(order_id="o-1", reason="r")))
+        projection.apply(
+            connection, envelopes(created("o-1"), OrderCancelled(order_id="o-1", reason="r"))
+        )
     batch = envelopes(
         paid("o-1"),  # paying a cancelled order
         OrderShipped(order_id="o-2", carrier="DHL", tracking_number="T"),  # unknown order
         created("o-1"),  # duplicate order id
-        created("o-3"), paid("o-3", "24.00"),  # wrong amount
+        created("o-3"),
+        paid("o-3", "24.00"),  # wrong amount
         OrderShipped(order_id="o-3", carrier="DHL", tracking_number="T"),  # shipping unpaid
     )
     with engine.begin() as connection:
         rejections = projection.apply(connection, batch)
     assert [(r.reason, r.envelope.offset) for r in rejections] == [
-        ("illegal-transition", 0), ("unknown-order", 1), ("duplicate-order", 2),
-        ("payment-mismatch", 4), ("illegal-transition", 5),
+        ("illegal-transition", 0),
+        ("unknown-order", 1),
+        ("duplicate-order", 2),
+        ("payment-mismatch", 4),
+        ("illegal-transition", 5),
     ]
     with engine.connect() as connection:
         statuses = dict(connection.execute(select(orders.c.order_id, orders.c.status)).all())
