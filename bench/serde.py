@@ -152,7 +152,8 @@ def main() -> None:
     print(f"encode ratio ours/bare: {results['ours encode'] / results['bare encode']:.2f}")
     print(f"decode ratio ours/bare: {results['ours decode'] / results['bare decode']:.2f}")
     print(
-        f"encode+decode: bare {bare:.2f} us, ours {ours:.2f} us, ratio {ours / bare:.2f} (target <= 2.0)"
+        f"encode+decode: bare {bare:.2f} us, ours {ours:.2f} us, "
+        f"ratio {ours / bare:.2f} (target <= 2.0)"
     )
 
 
