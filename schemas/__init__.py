@@ -95,10 +95,31 @@ class SchemaCatalog:
         )
 
 
+def _without_uuid_logical_type(node: Any) -> Any:
+    if isinstance(node, dict):
+        if node.get("logicalType") == "uuid" and node.get("type") == "string":
+            return "string"
+        return {key: _without_uuid_logical_type(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_without_uuid_logical_type(item) for item in node]
+    return node
+
+
+def parse_for_codec(raw: Any) -> Any:
+    """fastavro's parsed form of ``raw`` for encoding and decoding.
+
+    The ``uuid`` logical type is read as its underlying ``string``: the bytes on the
+    wire are the same, and building ``uuid.UUID`` objects would more than double the
+    cost of decoding an event (event ids stay strings in our typed events, which
+    check their UUID form themselves).
+    """
+    return fastavro.parse_schema(_without_uuid_logical_type(raw))
+
+
 def parse_schema_file(path: Path) -> tuple[dict[str, Any], Any]:
-    """Read an ``.avsc`` file and parse it with fastavro (names resolved, logical types)."""
+    """Read an ``.avsc`` file and parse it for the codec (see :func:`parse_for_codec`)."""
     raw: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return raw, fastavro.parse_schema(raw, _write_hint=False)
+    return raw, parse_for_codec(raw)
 
 
 def load_event_schema(path: Path) -> EventSchema:

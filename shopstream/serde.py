@@ -24,7 +24,7 @@ import fastavro
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from schemas import EventSchema, SchemaCatalog, load_catalog
+from schemas import EventSchema, SchemaCatalog, load_catalog, parse_for_codec
 from shopstream.errors import ConnectionFailed, ShopstreamError
 from shopstream.events import EVENT_TYPES, DomainEvent, EventValidationError
 
@@ -125,7 +125,7 @@ class EventSerializer:
         parsed = spec.parsed
         if schema_str is not None:
             try:
-                parsed = fastavro.parse_schema(json.loads(schema_str), _write_hint=False)
+                parsed = parse_for_codec(json.loads(schema_str))
             except Exception as exc:
                 raise SchemaRegistrationError(
                     f"latest schema of {subject} (id {schema_id}) does not parse: {exc}"
@@ -211,7 +211,7 @@ class EventDeserializer:
             ) from None
         try:
             raw = json.loads(registered.schema_str or "null")
-            writer = fastavro.parse_schema(raw, _write_hint=False)
+            writer = parse_for_codec(raw)
         except Exception as exc:
             raise DecodeError("bad-writer-schema", str(exc), schema_id) from None
         full_name = _full_name(raw, schema_id)
