@@ -108,11 +108,12 @@ class ProducerOptions:
 
     ``topic_prefix`` sends every event to ``<prefix><topic>`` (and registers its
     schema under ``<prefix><topic>-<record>``): an isolated set of topics for a test
-    or a tenant. ``config`` overrides librdkafka settings of
-    :func:`shopstream.kafka.producer_config` (never the idempotence settings).
+    or a tenant. None (the default) means the settings' ``SHOPSTREAM_TOPIC_PREFIX``.
+    ``config`` overrides librdkafka settings of :func:`shopstream.kafka.producer_config`
+    (never the idempotence settings).
     """
 
-    topic_prefix: str = ""
+    topic_prefix: str | None = None
     track_offsets: bool = False
     auto_register: bool = True
     check_topics: bool = True
@@ -140,7 +141,11 @@ class EventProducer:
     ) -> None:
         self._settings = settings
         self._options = options or ProducerOptions()
-        self._catalog = _prefixed_catalog(self._options.topic_prefix)
+        self._track_offsets = self._options.track_offsets
+        prefix = self._options.topic_prefix
+        self._catalog = _prefixed_catalog(
+            settings.shopstream_topic_prefix if prefix is None else prefix
+        )
         self._serializer = EventSerializer(
             registry or make_registry_client(settings.registry_config()),
             catalog=self._catalog,
@@ -255,32 +260,43 @@ class EventProducer:
 
     def send_encoded(self, encoded: EncodedEvent, event_id: str = "") -> None:
         """Produce pre-encoded bytes (from :attr:`serializer`), polling for reports."""
-        producer = self._running()
-        headers = cast(_Headers, encoded.headers)
-        on_delivery = None
-        if self._options.track_offsets:
-            on_delivery = partial(self._on_tracked_delivery, event_id, encoded.event_type)
-        while True:
-            try:
-                if on_delivery is None:
-                    producer.produce(encoded.topic, encoded.value, encoded.key, headers=headers)
-                else:
-                    producer.produce(
-                        encoded.topic,
-                        encoded.value,
-                        encoded.key,
-                        headers=headers,
-                        on_delivery=on_delivery,
-                    )
-                break
-            except BufferError:
-                producer.poll(BUFFER_FULL_POLL_S)
-            except KafkaException as exc:
-                self._refused(encoded, event_id, exc)
+        producer = self._producer
+        if producer is None:
+            raise ShopstreamError("the producer is not started (call start() first)")
+        try:
+            self._produce(producer, encoded, event_id)
+        except BufferError:
+            if not self._produce_when_room(producer, encoded, event_id):
                 return
+        except KafkaException as exc:
+            self._refused(encoded, event_id, exc)
+            return
         self._sent += 1
         self._sent_by_type[encoded.event_type] += 1
         producer.poll(0)
+
+    def _produce(self, producer: Producer, encoded: EncodedEvent, event_id: str) -> None:
+        headers = cast(_Headers, encoded.headers)
+        if not self._track_offsets:
+            producer.produce(encoded.topic, encoded.value, encoded.key, headers=headers)
+            return
+        on_delivery = partial(self._on_tracked_delivery, event_id, encoded.event_type)
+        producer.produce(
+            encoded.topic, encoded.value, encoded.key, headers=headers, on_delivery=on_delivery
+        )
+
+    def _produce_when_room(self, producer: Producer, encoded: EncodedEvent, event_id: str) -> bool:
+        """The local queue is full: serve delivery reports until the event fits."""
+        while True:
+            producer.poll(BUFFER_FULL_POLL_S)
+            try:
+                self._produce(producer, encoded, event_id)
+                return True
+            except BufferError:
+                continue
+            except KafkaException as exc:
+                self._refused(encoded, event_id, exc)
+                return False
 
     def _refused(self, encoded: EncodedEvent, event_id: str, exc: KafkaException) -> None:
         """produce() itself refused the message: count it as sent and failed."""
@@ -289,7 +305,7 @@ class EventProducer:
         self._sent += 1
         self._sent_by_type[encoded.event_type] += 1
         self._failures[reason] += 1
-        if self._options.track_offsets:
+        if self._track_offsets:
             self._failed_ids[event_id] = reason
 
     def poll(self, timeout: float = 0.0) -> int:
@@ -302,7 +318,7 @@ class EventProducer:
 
     def wait_for(self, event: DomainEvent, timeout: float = DEFAULT_CLOSE_TIMEOUT_S) -> SentEvent:
         """Flush and return where ``event`` landed (``track_offsets=True`` only)."""
-        if not self._options.track_offsets:
+        if not self._track_offsets:
             raise ShopstreamError("wait_for() needs ProducerOptions(track_offsets=True)")
         event_id = event.event_id
         if event_id not in self._locations and event_id not in self._failed_ids:

@@ -80,11 +80,12 @@ app.add_typer(order_app, name="order")
 # -- options shared by the commands --------------------------------------------------
 
 TopicPrefix = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--topic-prefix",
         help="Send to <prefix>cart-events / <prefix>order-events (schemas under "
-        "<prefix><topic>-<record>): an isolated set of topics, e.g. for tests.",
+        "<prefix><topic>-<record>): an isolated set of topics, e.g. for tests. "
+        "Default: SHOPSTREAM_TOPIC_PREFIX (none).",
     ),
 ]
 EventId = Annotated[
@@ -113,7 +114,7 @@ class OneEventOptions:
     event_id: str | None = None
     occurred_at: str | None = None
     correlation_id: str | None = None
-    topic_prefix: str = ""
+    topic_prefix: str | None = None
     as_json: bool = False
 
     def meta(self) -> EventMeta:
@@ -214,7 +215,7 @@ def cart_add_item(
     event_id: EventId = None,
     occurred_at: OccurredAt = None,
     correlation_id: CorrelationId = None,
-    topic_prefix: TopicPrefix = "",
+    topic_prefix: TopicPrefix = None,
     as_json: AsJson = False,
 ) -> None:
     """CartItemAdded: put QUANTITY units of SKU in a cart."""
@@ -241,7 +242,7 @@ def cart_remove_item(
     event_id: EventId = None,
     occurred_at: OccurredAt = None,
     correlation_id: CorrelationId = None,
-    topic_prefix: TopicPrefix = "",
+    topic_prefix: TopicPrefix = None,
     as_json: AsJson = False,
 ) -> None:
     """CartItemRemoved: take QUANTITY units of SKU out of a cart."""
@@ -267,7 +268,7 @@ def cart_checkout(
     event_id: EventId = None,
     occurred_at: OccurredAt = None,
     correlation_id: CorrelationId = None,
-    topic_prefix: TopicPrefix = "",
+    topic_prefix: TopicPrefix = None,
     as_json: AsJson = False,
 ) -> None:
     """CartCheckedOut: the cart becomes an order."""
@@ -305,7 +306,7 @@ def order_create(
     event_id: EventId = None,
     occurred_at: OccurredAt = None,
     correlation_id: CorrelationId = None,
-    topic_prefix: TopicPrefix = "",
+    topic_prefix: TopicPrefix = None,
     as_json: AsJson = False,
 ) -> None:
     """OrderCreated: a new order awaiting payment (PENDING_PAYMENT)."""
@@ -336,7 +337,7 @@ def order_pay(
     event_id: EventId = None,
     occurred_at: OccurredAt = None,
     correlation_id: CorrelationId = None,
-    topic_prefix: TopicPrefix = "",
+    topic_prefix: TopicPrefix = None,
     as_json: AsJson = False,
 ) -> None:
     """OrderPaid: PENDING_PAYMENT -> PAID."""
@@ -358,7 +359,7 @@ def order_confirm(
     event_id: EventId = None,
     occurred_at: OccurredAt = None,
     correlation_id: CorrelationId = None,
-    topic_prefix: TopicPrefix = "",
+    topic_prefix: TopicPrefix = None,
     as_json: AsJson = False,
 ) -> None:
     """OrderConfirmed: PAID -> CONFIRMED."""
@@ -376,7 +377,7 @@ def order_ship(
     event_id: EventId = None,
     occurred_at: OccurredAt = None,
     correlation_id: CorrelationId = None,
-    topic_prefix: TopicPrefix = "",
+    topic_prefix: TopicPrefix = None,
     as_json: AsJson = False,
 ) -> None:
     """OrderShipped: CONFIRMED -> SHIPPED."""
@@ -398,7 +399,7 @@ def order_cancel(
     event_id: EventId = None,
     occurred_at: OccurredAt = None,
     correlation_id: CorrelationId = None,
-    topic_prefix: TopicPrefix = "",
+    topic_prefix: TopicPrefix = None,
     as_json: AsJson = False,
 ) -> None:
     """OrderCancelled: PENDING_PAYMENT, PAID or CONFIRMED -> CANCELLED."""
@@ -543,7 +544,7 @@ def produce_file(
         bool,
         typer.Option("--skip-invalid", help="Send the valid lines, list the skipped ones."),
     ] = False,
-    topic_prefix: TopicPrefix = "",
+    topic_prefix: TopicPrefix = None,
 ) -> None:
     """Send many events from a JSON Lines file: one event per line with its "type".
 
@@ -579,7 +580,7 @@ def produce_file(
 
 
 def _send_file(
-    ctx: typer.Context, source: IO[bytes], validation: Validation, topic_prefix: str
+    ctx: typer.Context, source: IO[bytes], validation: Validation, topic_prefix: str | None
 ) -> RunSummary:
     options = ProducerOptions(topic_prefix=topic_prefix)
     with EventProducer(settings_from(ctx), options) as producer:

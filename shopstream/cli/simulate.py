@@ -194,7 +194,7 @@ def simulate(
             "--produce/--no-produce", help="Send to Kafka (default: yes, unless --output is given)."
         ),
     ] = None,
-    topic_prefix: TopicPrefix = "",
+    topic_prefix: TopicPrefix = None,
 ) -> None:
     """Realistic shoppers: carts, checkouts, orders, payments, cancellations.
 
