@@ -33,38 +33,28 @@ so it refuses exactly the events ``order-state`` refuses, with the same reasons
 Orders are partitioned by ``order_id`` but products and customers are not: two
 consumers of this group (on different partitions) may add to the same
 ``product_sales`` row at the same time. Those rows are therefore never written as
-read-modify-write; each batch sums its changes per row in memory, inserts the rows
-that are missing (``ON CONFLICT DO NOTHING``), then applies relative updates
-(``units_sold = units_sold + :delta``) in key order, which neither loses an update
-nor deadlocks.
+read-modify-write: each batch sums its changes per row in memory and writes them with
+one upsert per table, in key order (``INSERT`` the delta ``ON CONFLICT DO UPDATE SET
+units_sold = units_sold + excluded.units_sold``, first/last times widened with
+min/max). Every row is locked once, in the same order by every transaction, so
+concurrent members neither lose an update nor deadlock.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    Table,
-    and_,
-    bindparam,
-    case,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import Connection, Table, bindparam, case, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.sql.dml import Insert
 
 from consumers.order_state import OrderStatus, TransitionRefused, check_payment, next_status
 from consumers.projection import Envelope, Projection, Rejection
 from schemas import ORDER_TOPIC
 from shopstream.db.models import CustomerStats, ProductSales, SalesOrder, SalesOrderLine
-from shopstream.db.types import Money, UtcDateTime
 from shopstream.events import DomainEvent, OrderCancelled, OrderCreated, OrderPaid
 
 GROUP_ID = "sales-projection"
@@ -302,141 +292,82 @@ _UPDATE_STATUS = (
 )
 
 
-# -- storage: aggregates (relative updates, safe under concurrent consumers) -------------
+# -- storage: aggregates (upserts of deltas, safe under concurrent consumers) -------------
+
+#: Neutral elements of min and max: a batch without OrderCreated for a customer leaves
+#: the first and last order times as they are.
+NEVER_BEFORE = datetime.max.replace(tzinfo=UTC)
+NEVER_AFTER = datetime.min.replace(tzinfo=UTC)
 
 
 def write_products(connection: Connection, deltas: dict[ProductKey, ProductDelta]) -> None:
-    keys = sorted(deltas)
-    if not keys:
+    if not deltas:
         return
-    missing = [
-        {
-            "sku": sku,
-            "currency": currency,
-            "units_sold": 0,
-            "revenue": ZERO,
-            "orders": 0,
-            "units_cancelled": 0,
-            "revenue_cancelled": ZERO,
-        }
-        for sku, currency in keys
+    rows = [
+        {"sku": sku, "currency": currency, **_product_values(deltas[(sku, currency)])}
+        for sku, currency in sorted(deltas)
     ]
-    connection.execute(insert_missing(connection, product_sales), missing)
-    params = [
-        {"b_sku": sku, "b_currency": currency, **_product_params(deltas[(sku, currency)])}
-        for sku, currency in keys
-    ]
-    connection.execute(_ADD_TO_PRODUCT, params)
+    statement = upsert(connection, product_sales)
+    add = {name: product_sales.c[name] + statement.excluded[name] for name in _PRODUCT_COUNTERS}
+    connection.execute(statement.on_conflict_do_update(index_elements=_PRODUCT_KEY, set_=add), rows)
 
 
-def _product_params(delta: ProductDelta) -> dict[str, Any]:
+def _product_values(delta: ProductDelta) -> dict[str, Any]:
     return {
-        "d_units_sold": delta.units_sold,
-        "d_revenue": delta.revenue,
-        "d_orders": delta.orders,
-        "d_units_cancelled": delta.units_cancelled,
-        "d_revenue_cancelled": delta.revenue_cancelled,
+        "units_sold": delta.units_sold,
+        "revenue": delta.revenue,
+        "orders": delta.orders,
+        "units_cancelled": delta.units_cancelled,
+        "revenue_cancelled": delta.revenue_cancelled,
     }
 
 
 def write_customers(connection: Connection, deltas: dict[CustomerKey, CustomerDelta]) -> None:
-    keys = sorted(deltas)
-    if not keys:
+    if not deltas:
         return
-    created = [key for key in keys if deltas[key].first_order_at is not None]
-    if created:
-        missing = [
-            {
-                "customer_id": customer,
-                "currency": currency,
-                "orders_placed": 0,
-                "orders_paid": 0,
-                "orders_cancelled": 0,
-                "total_spent": ZERO,
-                "first_order_at": deltas[(customer, currency)].first_order_at,
-                "last_order_at": deltas[(customer, currency)].last_order_at,
-            }
-            for customer, currency in created
-        ]
-        connection.execute(insert_missing(connection, customer_stats), missing)
-    params = [
+    rows = [
         {
-            "b_customer_id": customer,
-            "b_currency": currency,
-            **_customer_params(deltas[(customer, currency)]),
+            "customer_id": customer,
+            "currency": currency,
+            **_customer_values(deltas[(customer, currency)]),
         }
-        for customer, currency in keys
+        for customer, currency in sorted(deltas)
     ]
-    connection.execute(_ADD_TO_CUSTOMER, params)
-    if created:
-        times = [
-            {
-                "b_customer_id": customer,
-                "b_currency": currency,
-                "first": deltas[(customer, currency)].first_order_at,
-                "last": deltas[(customer, currency)].last_order_at,
-            }
-            for customer, currency in created
-        ]
-        connection.execute(_WIDEN_ORDER_TIMES, times)
+    statement = upsert(connection, customer_stats)
+    c, new = customer_stats.c, statement.excluded
+    changes: dict[str, Any] = {name: c[name] + new[name] for name in _CUSTOMER_COUNTERS}
+    changes["first_order_at"] = case(
+        (new.first_order_at < c.first_order_at, new.first_order_at), else_=c.first_order_at
+    )
+    changes["last_order_at"] = case(
+        (new.last_order_at > c.last_order_at, new.last_order_at), else_=c.last_order_at
+    )
+    connection.execute(
+        statement.on_conflict_do_update(index_elements=_CUSTOMER_KEY, set_=changes), rows
+    )
 
 
-def _customer_params(delta: CustomerDelta) -> dict[str, Any]:
+def _customer_values(delta: CustomerDelta) -> dict[str, Any]:
     return {
-        "d_orders_placed": delta.orders_placed,
-        "d_orders_paid": delta.orders_paid,
-        "d_orders_cancelled": delta.orders_cancelled,
-        "d_total_spent": delta.total_spent,
+        "orders_placed": delta.orders_placed,
+        "orders_paid": delta.orders_paid,
+        "orders_cancelled": delta.orders_cancelled,
+        "total_spent": delta.total_spent,
+        "first_order_at": delta.first_order_at or NEVER_BEFORE,
+        "last_order_at": delta.last_order_at or NEVER_AFTER,
     }
 
 
-def insert_missing(connection: Connection, table: Table) -> Insert:
-    """``INSERT`` that skips rows whose primary key exists (SQLite and PostgreSQL)."""
+def upsert(connection: Connection, table: Table) -> Any:
+    """The dialect's ``INSERT`` with ``ON CONFLICT`` support (SQLite and PostgreSQL)."""
     if connection.dialect.name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
+        return postgresql.insert(table)
     if connection.dialect.name == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing()
+        return sqlite.insert(table)
     raise NotImplementedError(f"unsupported database {connection.dialect.name}")
 
 
-def _plus(table: Table, column: str, type_: Any = None) -> Any:
-    return table.c[column] + bindparam(f"d_{column}", type_=type_)
-
-
-_ps = product_sales.c
-_ADD_TO_PRODUCT = (
-    update(product_sales)
-    .where(and_(_ps.sku == bindparam("b_sku"), _ps.currency == bindparam("b_currency")))
-    .values(
-        units_sold=_plus(product_sales, "units_sold"),
-        revenue=_plus(product_sales, "revenue", Money()),
-        orders=_plus(product_sales, "orders"),
-        units_cancelled=_plus(product_sales, "units_cancelled"),
-        revenue_cancelled=_plus(product_sales, "revenue_cancelled", Money()),
-    )
-)
-
-_cs = customer_stats.c
-_CUSTOMER_KEY = and_(
-    _cs.customer_id == bindparam("b_customer_id"), _cs.currency == bindparam("b_currency")
-)
-_ADD_TO_CUSTOMER = (
-    update(customer_stats)
-    .where(_CUSTOMER_KEY)
-    .values(
-        orders_placed=_plus(customer_stats, "orders_placed"),
-        orders_paid=_plus(customer_stats, "orders_paid"),
-        orders_cancelled=_plus(customer_stats, "orders_cancelled"),
-        total_spent=_plus(customer_stats, "total_spent", Money()),
-    )
-)
-_first = bindparam("first", type_=UtcDateTime())
-_last = bindparam("last", type_=UtcDateTime())
-_WIDEN_ORDER_TIMES = (
-    update(customer_stats)
-    .where(_CUSTOMER_KEY)
-    .values(
-        first_order_at=case((_first < _cs.first_order_at, _first), else_=_cs.first_order_at),
-        last_order_at=case((_last > _cs.last_order_at, _last), else_=_cs.last_order_at),
-    )
-)
+_PRODUCT_KEY = [product_sales.c.sku, product_sales.c.currency]
+_PRODUCT_COUNTERS = ("units_sold", "revenue", "orders", "units_cancelled", "revenue_cancelled")
+_CUSTOMER_KEY = [customer_stats.c.customer_id, customer_stats.c.currency]
+_CUSTOMER_COUNTERS = ("orders_placed", "orders_paid", "orders_cancelled", "total_spent")
