@@ -63,9 +63,9 @@ def paced(
         return
     started = clock()
     for index, event in enumerate(events):
-        ahead = started + index / rate - clock()
-        if ahead > MIN_WAIT_S:
-            wait(ahead)
+        due = started + index / rate
+        while (ahead := due - clock()) > MIN_WAIT_S:
+            wait(ahead)  # may return early (producer.poll serves a report)
         yield event
 
 
@@ -213,11 +213,11 @@ def simulate(
         raise UsageError("--no-produce needs --output (otherwise the events go nowhere)")
     summary_console = err_console if output == STDIN else console
     with ExitStack() as stack:
-        sink = _open_output(stack, output)
         producer = None
-        if send:
+        if send:  # checks the broker, registry and topics before the output file is created
             options = ProducerOptions(topic_prefix=topic_prefix)
             producer = stack.enter_context(EventProducer(settings_from(ctx), options))
+        sink = _open_output(stack, output)
         started = time.perf_counter()
         tally, interrupted = _run(Simulator(config), limits, producer, sink)
         report = producer.close() if producer is not None else None

@@ -8,6 +8,7 @@ event rejected.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from itertools import islice
@@ -343,3 +344,56 @@ def test_catalog_ships_about_200_products() -> None:
         b - a for a, b in zip((0.0, *catalog.cum_weights), catalog.cum_weights, strict=False)
     ]
     assert weights == sorted(weights, reverse=True)
+
+
+class FakeClock:
+    """A clock that only moves when the code under test waits."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.waits: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def wait(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+
+def test_pacing_spreads_events_at_the_rate_without_changing_them() -> None:
+    from shopstream.cli.simulate import paced
+
+    events = run(customers=3, orders=3)[:21]
+    clock = FakeClock()
+    assert list(paced(events, 10.0, clock.wait, clock)) == events
+    assert clock.now == pytest.approx(102.0)  # 21 events at 10/s: the last one at 2.0 s
+    assert list(paced(events, 0.0, clock.wait, clock)) == events  # 0 = unlimited
+    assert clock.now == pytest.approx(102.0)
+
+
+def test_pacing_waits_again_when_a_wait_returns_early() -> None:
+    from shopstream.cli.simulate import paced
+
+    clock = FakeClock()
+
+    def short_wait(seconds: float) -> None:  # like producer.poll serving a report
+        clock.wait(min(seconds, 0.01))
+
+    events = run(customers=2, orders=1)[:3]
+    assert list(paced(events, 2.0, short_wait, clock)) == events
+    assert clock.now == pytest.approx(101.0, abs=0.002)
+
+
+def test_until_stops_after_the_duration() -> None:
+    from shopstream.cli.simulate import until
+
+    clock = FakeClock()
+
+    def ticking() -> Iterator[DomainEvent]:  # each event takes 0.25 s to make
+        for event in Simulator(SimulationConfig(orders=None, seed=1)).events():
+            clock.wait(0.25)
+            yield event
+
+    assert len(list(until(ticking(), 1.0, clock))) == 3  # made at 0.25, 0.5, 0.75 s
+    assert len(list(until(run(orders=2), None, clock))) == len(run(orders=2))
