@@ -37,7 +37,9 @@ from shopstream.serde import EncodedEvent, EventSerializer, make_registry_client
 
 DEFAULT_CLOSE_TIMEOUT_S = 60.0
 BUFFER_FULL_POLL_S = 0.05
+PURGE_REPORTS_S = 1.0
 STILL_QUEUED = "still queued when the producer closed (timeout)"
+_PURGED = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
 
 
 class DeliveryFailed(ShopstreamError):
@@ -213,20 +215,27 @@ class EventProducer:
         return overrides
 
     def close(self, timeout: float = DEFAULT_CLOSE_TIMEOUT_S) -> DeliveryReport:
-        """Flush (up to ``timeout`` seconds) and report. Idempotent."""
+        """Flush (up to ``timeout`` seconds) and report. Idempotent.
+
+        Events still queued when the timeout runs out are purged (so closing never
+        hangs) and counted as failed: ``sent == delivered + failed`` always holds.
+        """
         if self._report is not None:
             return self._report
-        still_queued = 0
-        if self._producer is not None:
-            still_queued = self._producer.flush(timeout)
-            self._producer = None
-        if still_queued:
-            reason = STILL_QUEUED
-            if self._last_client_error:
-                reason += f"; last client error {self._last_client_error}"
-            self._failures[reason] += still_queued
+        producer, self._producer = self._producer, None
+        if producer is not None and producer.flush(timeout):
+            producer.purge()
+            producer.flush(PURGE_REPORTS_S)  # serves the purged events' reports
+        unaccounted = self._sent - self._delivered - sum(self._failures.values())
+        if unaccounted > 0:
+            self._failures[self._still_queued_reason()] += unaccounted
         self._report = self.report()
         return self._report
+
+    def _still_queued_reason(self) -> str:
+        if self._last_client_error:
+            return f"{STILL_QUEUED}; last client error {self._last_client_error}"
+        return STILL_QUEUED
 
     def __enter__(self) -> Self:
         return self.start()
@@ -344,14 +353,19 @@ class EventProducer:
         if error is None:
             self._delivered += 1
         else:
-            self._failures[kafka_error_text(error)] += 1
+            self._failures[self._failure_reason(error)] += 1
+
+    def _failure_reason(self, error: KafkaError) -> str:
+        if error.code() in _PURGED:
+            return self._still_queued_reason()
+        return kafka_error_text(error)
 
     def _on_tracked_delivery(
         self, event_id: str, event_type: str, error: KafkaError | None, message: Message
     ) -> None:
         self._on_delivery(error, message)
         if error is not None:
-            self._failed_ids[event_id] = kafka_error_text(error)
+            self._failed_ids[event_id] = self._failure_reason(error)
             return
         self._locations[event_id] = _location(message, event_type, event_id)
 

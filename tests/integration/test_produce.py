@@ -254,6 +254,19 @@ def test_undelivered_events_are_counted_with_their_reason(settings: Settings, pr
     assert producer.close() is report  # idempotent
 
 
+def test_close_never_hangs_and_counts_what_is_still_queued(settings: Settings, prefix: str) -> None:
+    nowhere = settings.with_overrides(kafka_bootstrap_servers="127.0.0.1:1")
+    options = ProducerOptions(topic_prefix=prefix, config={"message.timeout.ms": 300_000})
+    producer = EventProducer(nowhere, options).start(check=False)
+    producer.send_all(list(Simulator(SimulationConfig(customers=2, orders=2, seed=1)).events()))
+    started = time.monotonic()
+    report = producer.close(timeout=1)
+    assert time.monotonic() - started < 10
+    assert report.delivered == 0
+    assert report.failed == report.sent > 0
+    assert all(reason.startswith(STILL_QUEUED) for reason in report.failures)
+
+
 def test_a_message_the_client_refuses_is_counted_as_failed(
     settings: Settings, prefix: str, topics: tuple[str, str]
 ) -> None:
