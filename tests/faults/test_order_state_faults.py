@@ -88,6 +88,7 @@ def test_database_stopped_and_restarted_while_events_flow(
     run.produced = simulated_events(orders=600, customers=150, seed=9, invalid_rate=0.03)
     producer = BackgroundProducer(run.settings, run.produced, rate=1500).start()
     daemon = run.daemon([GROUP]).start()
+    daemon.wait_ready()  # an outage at start-up is a configuration error (exit 2)
     for _ in range(2):
         time.sleep(1.5)
         local_stack.postgres.stop()
