@@ -32,6 +32,7 @@ log = get_logger("shopstream.daemon")
 class DaemonOptions:
     http_port: int | None = 9400
     """None: no HTTP endpoint; 0: a free port (logged)."""
+    http_host: str = "127.0.0.1"
     shutdown_timeout_s: float = 30.0
 
 
@@ -136,7 +137,11 @@ class ConsumerDaemon:
         if self._options.http_port is None:
             return
         self._http = HealthServer(
-            self._metrics.registry, self._healthy, self._ready, self._options.http_port
+            self._metrics.registry,
+            self._healthy,
+            self._ready,
+            self._options.http_port,
+            host=self._options.http_host,
         )
         self._http.start()
 

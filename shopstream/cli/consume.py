@@ -36,6 +36,9 @@ def consume(
     http_port: Annotated[
         int, typer.Option(help="Port of /healthz, /readyz, /metrics (0: any free port, -1: off).")
     ] = 9400,
+    http_host: Annotated[
+        str, typer.Option(help="Address of the HTTP endpoint (0.0.0.0 inside a container).")
+    ] = "127.0.0.1",
 ) -> None:
     """Run consumer groups until SIGTERM/SIGINT; or 'rebuild GROUP' to replay one."""
     if not groups:
@@ -52,6 +55,6 @@ def consume(
         settings,
         groups,
         runtime,
-        DaemonOptions(http_port=None if http_port < 0 else http_port),
+        DaemonOptions(http_port=None if http_port < 0 else http_port, http_host=http_host),
     )
     sys.exit(daemon.run())
