@@ -28,14 +28,14 @@ from itertools import islice
 from typing import cast
 
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
 from producers.base import EventProducer, ProducerOptions
 from producers.simulator import SimulationConfig, Simulator
 from schemas import CART_TOPIC, ORDER_TOPIC
 from shopstream.config import Settings
 from shopstream.events import DomainEvent
-from shopstream.kafka import producer_config
+from shopstream.kafka import make_admin, producer_config
 from shopstream.serde import EncodedEvent
 
 PARTITIONS = 6
@@ -52,14 +52,14 @@ def simulated(count: int) -> list[DomainEvent]:
 
 def create_topics(settings: Settings, prefix: str) -> list[str]:
     names = [prefix + CART_TOPIC, prefix + ORDER_TOPIC]
-    admin = AdminClient(dict(settings.kafka_config()))
+    admin = make_admin(settings)
     for future in admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names]).values():
         future.result(timeout=30)
     return names
 
 
 def delete_topics(settings: Settings, names: list[str]) -> None:
-    admin = AdminClient(dict(settings.kafka_config()))
+    admin = make_admin(settings)
     for future in admin.delete_topics(names, operation_timeout=10).values():
         future.exception(timeout=15)
 
