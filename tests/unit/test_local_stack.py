@@ -21,7 +21,7 @@ from shopstream.stack import LocalStack, StackConfig
 from shopstream.stack.fetch import MARKER, ensure_kafka_libs, kafka_home, render_template
 from shopstream.stack.java import find_java, parse_java_major
 from shopstream.stack.kafka import random_cluster_id
-from shopstream.stack.process import free_ports, is_ours, port_is_free, terminate
+from shopstream.stack.process import free_ports, is_ours, port_is_free, terminate, wait_until
 
 SHOPSTREAM = str(Path(sys.executable).with_name("shopstream"))
 
@@ -145,14 +145,16 @@ def test_cli_stack_up_with_a_failing_fetch_is_one_line(tmp_path: Path) -> None:
 
 def test_only_a_process_carrying_our_marker_is_signalled(tmp_path: Path) -> None:
     marker = str(tmp_path / "marker")
-    other = subprocess.Popen(["sleep", "60"], start_new_session=True)
-    ours = subprocess.Popen(["sleep", "60", marker], start_new_session=True)
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    other = subprocess.Popen(sleeper, start_new_session=True)
+    ours = subprocess.Popen([*sleeper, marker], start_new_session=True)
     try:
         assert not is_ours(other.pid, marker)
         assert terminate(other.pid, marker, timeout=1) is False
         assert other.poll() is None  # untouched
 
-        assert is_ours(ours.pid, marker)
+        # right after fork the child may still show our own command line: wait for exec
+        wait_until(lambda: is_ours(ours.pid, marker), timeout=10, what="the sleeper")
         assert terminate(ours.pid, marker, timeout=5) is True
         assert ours.wait(timeout=5) is not None
     finally:
