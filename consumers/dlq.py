@@ -61,7 +61,7 @@ class DeadLetterWriter:
         if self._producer is None:
             self._producer = make_producer(
                 self.settings,
-                **{"linger.ms": 5, "message.timeout.ms": int(self.flush_timeout_s * 1000)},
+                **{"linger.ms": 0, "message.timeout.ms": int(self.flush_timeout_s * 1000)},
             )
 
     def close(self) -> None:

@@ -57,6 +57,11 @@ class TopicData:
     name: str
     partitions: int
     sent: list[Sent] = field(default_factory=list)
+    now: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
+    """When the data was made: message timestamps are relative to it, not to import time."""
+
+    def minutes_ago(self, minutes: int) -> int:
+        return ms(self.now - timedelta(minutes=minutes))
 
     def at(self, partition: int, offset: int) -> Sent:
         return next(s for s in self.sent if (s.partition, s.offset) == (partition, offset))
@@ -179,16 +184,17 @@ def orders(settings: Settings, admin: AdminClient, unique_name: str) -> Iterator
     data = TopicData(unique_name, 3)
     create_topic(admin, data.name, 3, {"retention.ms": "86400000"})
     sender = Sender(settings, data)
-    sender.event(0, order_created("o-1"), NOW - timedelta(hours=3))
-    sender.event(0, order_paid("o-1"), NOW - timedelta(hours=2))
-    sender.event(0, order_created("o-3"), NOW - timedelta(minutes=30))
-    sender.event(0, order_paid("o-3"), NOW - timedelta(minutes=10))
-    sender.event(1, order_created("o-2"), NOW - timedelta(hours=3))
-    sender.event(1, order_paid("o-2"), NOW - timedelta(minutes=20))
+    now = data.now
+    sender.event(0, order_created("o-1"), now - timedelta(hours=3))
+    sender.event(0, order_paid("o-1"), now - timedelta(hours=2))
+    sender.event(0, order_created("o-3"), now - timedelta(minutes=30))
+    sender.event(0, order_paid("o-3"), now - timedelta(minutes=10))
+    sender.event(1, order_created("o-2"), now - timedelta(hours=3))
+    sender.event(1, order_paid("o-2"), now - timedelta(minutes=20))
     sender.event(
         1,
-        OrderShipped(order_id="o-2", carrier="DHL", tracking_number="T1", occurred_at=NOW),
-        NOW - timedelta(minutes=5),
+        OrderShipped(order_id="o-2", carrier="DHL", tracking_number="T1", occurred_at=now),
+        now - timedelta(minutes=5),
     )
     yield data
     delete_topics(admin, data.name)
@@ -303,35 +309,31 @@ def test_topic_unknown_is_a_usage_error_and_is_not_created(
 # -- peek: every offset form ----------------------------------------------------------------
 
 
-def minutes_ago(minutes: int) -> int:
-    return ms(NOW - timedelta(minutes=minutes))
-
-
 OFFSET_CASES: list[tuple[str, Any]] = [
-    ("beginning", lambda s: True),
-    ("end", lambda s: False),
-    ("3", lambda s: s.offset >= 3),
-    ("1", lambda s: s.offset >= 1),
-    ("-2", lambda s: s.offset >= (2 if s.partition == 0 else 1)),
-    ("-10", lambda s: True),
-    ("+1", lambda s: s.offset >= 1),
-    ("+3", lambda s: s.offset >= 3),
-    ("@-1h", lambda s: s.timestamp_ms >= minutes_ago(60)),
-    ("@-15m", lambda s: s.timestamp_ms >= minutes_ago(15)),
-    ("@-1h30m", lambda s: s.timestamp_ms >= minutes_ago(90)),
+    ("beginning", lambda s, d: True),
+    ("end", lambda s, d: False),
+    ("3", lambda s, d: s.offset >= 3),
+    ("1", lambda s, d: s.offset >= 1),
+    ("-2", lambda s, d: s.offset >= (2 if s.partition == 0 else 1)),
+    ("-10", lambda s, d: True),
+    ("+1", lambda s, d: s.offset >= 1),
+    ("+3", lambda s, d: s.offset >= 3),
+    ("@-1h", lambda s, d: s.timestamp_ms >= d.minutes_ago(60)),
+    ("@-15m", lambda s, d: s.timestamp_ms >= d.minutes_ago(15)),
+    ("@-1h30m", lambda s, d: s.timestamp_ms >= d.minutes_ago(90)),
 ]
 
 
 @pytest.mark.parametrize(("spec", "selects"), OFFSET_CASES, ids=[c[0] for c in OFFSET_CASES])
 def test_peek_offset_forms(settings: Settings, orders: TopicData, spec: str, selects: Any) -> None:
     messages = run_json(settings, "peek", orders.name, "--offset", spec)
-    assert coordinates_of(messages) == orders.coordinates(selects)
+    assert coordinates_of(messages) == orders.coordinates(lambda s: selects(s, orders))
     for message in messages:
         assert_matches_sent(message, orders)
 
 
 def test_peek_at_iso_and_epoch_times(settings: Settings, orders: TopicData) -> None:
-    moment = NOW - timedelta(minutes=25)
+    moment = orders.now - timedelta(minutes=25)
     expected = orders.coordinates(lambda s: s.timestamp_ms >= ms(moment))
     assert expected == [(0, 3), (1, 1), (1, 2)]
     for spec in (
