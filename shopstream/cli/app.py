@@ -67,7 +67,7 @@ def root(
         schema_registry_url=registry_url,
         database_url=database_url,
         log_format=log_format,
-        log_level=log_level.upper() if log_level else None,
+        log_level=log_level.upper() if log_level is not None else None,
     )
     configure_logging(settings.log_level, settings.log_format)
     ctx.obj = settings
@@ -90,6 +90,12 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def _usage_message(exc: click.exceptions.UsageError) -> str:
+    """Click's message on one line, without the "(env var: 'None')" Click 8.2.1 adds to
+    every option that has no environment variable (Typer shows env vars)."""
+    return _one_line(exc.format_message().replace(" (env var: 'None')", ""))
+
+
 def _fail(text: str) -> None:
     """Write one unwrapped line to stderr (Rich would wrap it at the terminal width)."""
     sys.stderr.write(text + "\n")
@@ -106,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(0)
     except click.exceptions.UsageError as exc:
         hint = f" (try '{exc.ctx.command_path} --help')" if exc.ctx else ""
-        _fail(f"error: {_one_line(exc.format_message())}{hint}")
+        _fail(f"error: {_usage_message(exc)}{hint}")
         sys.exit(2)
     except click.exceptions.Abort:
         _fail("error: aborted")
@@ -127,6 +133,8 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if debug:
             raise
-        _fail(f"error: unexpected {type(exc).__name__}: {_one_line(str(exc))} "
-            "(set SHOPSTREAM_DEBUG=1 for a traceback)")
+        _fail(
+            f"error: unexpected {type(exc).__name__}: {_one_line(str(exc))} "
+            "(set SHOPSTREAM_DEBUG=1 for a traceback)"
+        )
         sys.exit(1)

@@ -11,8 +11,10 @@ from consumers.daemon import ConsumerDaemon, DaemonOptions
 from consumers.groups import GROUPS
 from consumers.runtime import RuntimeOptions
 from shopstream.cli.context import settings_from
+from shopstream.cli.params import finite
 
 REBUILD = "rebuild"
+MAX_PORT = 65535
 
 
 def consume(
@@ -27,7 +29,8 @@ def consume(
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Max messages per batch.")] = 2000,
     batch_wait: Annotated[
-        float, typer.Option(min=0.0, help="Max seconds to wait to fill a batch.")
+        float,
+        typer.Option(min=0.0, callback=finite, help="Max seconds to wait to fill a batch."),
     ] = 0.2,
     until_caught_up: Annotated[
         bool,
@@ -43,6 +46,8 @@ def consume(
     """Run consumer groups until SIGTERM/SIGINT; or 'rebuild GROUP' to replay one."""
     if not groups:
         raise typer.BadParameter("name at least one group", param_hint="GROUP")
+    if http_port > MAX_PORT:
+        raise typer.BadParameter(f"{http_port} is not a port number", param_hint="'--http-port'")
     settings = settings_from(ctx)
     runtime = RuntimeOptions(
         batch_size=batch_size, batch_wait_s=batch_wait, until_caught_up=until_caught_up

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from schemas import CART_TOPIC, ORDER_TOPIC
 from shopstream import queries
 from shopstream.cli.context import console, settings_from
+from shopstream.cli.params import finite
 from shopstream.cli.query import customers_table, print_summary
 from shopstream.config import Settings
 from shopstream.demo import DemoOptions, run_demo
@@ -42,7 +43,10 @@ def demo(
     orders: Annotated[int, typer.Option(min=1, help="Checkouts to simulate.")] = 2000,
     seed: Annotated[int, typer.Option(help="Simulation seed (same seed, same events).")] = 42,
     invalid_rate: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Share of events that break the rules.")
+        float,
+        typer.Option(
+            min=0.0, max=1.0, callback=finite, help="Share of events that break the rules."
+        ),
     ] = 0.02,
     database_url: Annotated[
         str, typer.Option(help="Where the read models go (recreated if SQLite).")

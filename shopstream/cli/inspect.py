@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from shopstream.cli.context import console, settings_from
+from shopstream.cli.params import finite
 from shopstream.errors import UsageError
 from shopstream.inspection import render
 from shopstream.inspection.cluster import DEFAULT_TIMEOUT_S
@@ -51,7 +52,12 @@ class StreamFormat(StrEnum):
 
 TimeoutOpt = Annotated[
     float,
-    typer.Option("--timeout", min=0.1, help="Seconds to wait for the broker or registry."),
+    typer.Option(
+        "--timeout",
+        min=0.1,
+        callback=finite,
+        help="Seconds to wait for the broker or registry.",
+    ),
 ]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table or json.")]
 StreamFormatOpt = Annotated[

@@ -25,6 +25,7 @@ from producers.base import EventProducer, ProducerOptions
 from producers.jsonl import dumps_event
 from producers.simulator import SimulationConfig, Simulator, invalid_kind
 from shopstream.cli.context import console, err_console, settings_from
+from shopstream.cli.params import finite
 from shopstream.cli.produce import (
     PROGRESS_EVERY,
     STDIN,
@@ -155,12 +156,14 @@ def simulate(
         float | None,
         typer.Option(
             min=0.001,
+            callback=finite,
             help="Stop after this many seconds of wall-clock time "
             "(orders still in progress stay so).",
         ),
     ] = None,
     rate: Annotated[
-        float, typer.Option(min=0, help="Events per second; 0 = as fast as possible.")
+        float,
+        typer.Option(min=0, callback=finite, help="Events per second; 0 = as fast as possible."),
     ] = 0,
     seed: Annotated[
         int | None,
@@ -174,6 +177,7 @@ def simulate(
         typer.Option(
             min=0,
             max=1,
+            callback=finite,
             help="Extra invalid events per valid one (0-1), marked "
             "correlation_id 'invalid:<kind>', for the dead-letter path.",
         ),

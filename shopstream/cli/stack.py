@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from shopstream.cli.context import console, err_console, settings_from
+from shopstream.cli.params import finite
 from shopstream.errors import StackError
 from shopstream.stack import LocalStack, PartStatus, StackConfig
 from shopstream.stack.probe import probe_database, probe_kafka, probe_registry
@@ -176,7 +177,9 @@ def status(
 @app.command("check")
 def check(
     ctx: typer.Context,
-    timeout: Annotated[float, typer.Option("--timeout", min=0.5, help="Seconds per probe.")] = 5.0,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.5, callback=finite, help="Seconds per probe.")
+    ] = 5.0,
 ) -> None:
     """Check that the configured broker, registry and database answer (any stack)."""
     settings = settings_from(ctx)
