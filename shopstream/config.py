@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from platformdirs import user_cache_dir
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -90,8 +91,16 @@ class Settings(BaseSettings):
     @field_validator("schema_registry_url")
     @classmethod
     def _check_registry(cls, value: str) -> str:
+        shown = mask_url_password(value)
         if not value.startswith(("http://", "https://")):
-            raise ValueError(f"expected an http(s):// URL, got {value!r}")
+            raise ValueError(f"expected an http(s):// URL, got {shown!r}")
+        try:
+            parts = urlsplit(value)
+            host, _ = parts.hostname, parts.port  # reading the port checks it
+        except ValueError as exc:  # "Invalid IPv6 URL", "Port out of range 0-65535", ...
+            raise ValueError(f"not a URL ({exc}): {shown!r}") from None
+        if not host:
+            raise ValueError(f"no host in {shown!r}")
         return value.rstrip("/")
 
     @field_validator("database_url")

@@ -6,19 +6,21 @@ security settings passed through to librdkafka) plus the role's own settings.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from schemas import CART_TOPIC, ORDER_TOPIC, dlq_topic
 from shopstream.config import Settings
-from shopstream.errors import ConnectionFailed, ShopstreamError
+from shopstream.errors import ConfigError, ConnectionFailed, ShopstreamError
 
 DEFAULT_PARTITIONS = 6
 METADATA_TIMEOUT_S = 10.0
+
+ClientT = TypeVar("ClientT")
 
 
 def _log_cb(_level: int, _facility: str, _message: str) -> None:
@@ -46,8 +48,23 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     return _quiet(conf)
 
 
+def build_client(client: Callable[[dict[str, Any]], ClientT], conf: dict[str, Any]) -> ClientT:
+    """``client(conf)``; settings librdkafka refuses become a :class:`ConfigError`.
+
+    librdkafka checks them when the client is built: a CA file it cannot read, a SASL
+    mechanism it was not built with, SASL without a user name and password.
+    """
+    try:
+        return client(conf)
+    except KafkaException as exc:
+        raise ConfigError(
+            f"Kafka client settings refused ({describe_kafka_error(exc)}); "
+            "check KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_* and KAFKA_SSL_*"
+        ) from None
+
+
 def make_producer(settings: Settings, **overrides: Any) -> Producer:
-    return Producer(producer_config(settings, **overrides))
+    return build_client(Producer, producer_config(settings, **overrides))
 
 
 def make_consumer(settings: Settings, group_id: str, **overrides: Any) -> Consumer:
@@ -61,7 +78,7 @@ def make_consumer(settings: Settings, group_id: str, **overrides: Any) -> Consum
         "partition.assignment.strategy": "cooperative-sticky",
     }
     conf.update(overrides)
-    return Consumer(_quiet(conf))
+    return build_client(Consumer, _quiet(conf))
 
 
 def make_reader(settings: Settings, **overrides: Any) -> Consumer:
@@ -79,11 +96,11 @@ def make_reader(settings: Settings, **overrides: Any) -> Consumer:
         "auto.offset.reset": "earliest",
     }
     conf.update(overrides)
-    return Consumer(_quiet(conf))
+    return build_client(Consumer, _quiet(conf))
 
 
 def make_admin(settings: Settings) -> AdminClient:
-    return AdminClient(_quiet(dict(settings.kafka_config())))
+    return build_client(AdminClient, _quiet(dict(settings.kafka_config())))
 
 
 def check_broker(settings: Settings, timeout: float = METADATA_TIMEOUT_S) -> None:
@@ -139,8 +156,12 @@ def create_topics(
             outcome[spec.name] = "exists"
         else:
             wanted.append(
-                NewTopic(spec.name, num_partitions=spec.partitions,
-                         replication_factor=spec.replication_factor, config=spec.config)
+                NewTopic(
+                    spec.name,
+                    num_partitions=spec.partitions,
+                    replication_factor=spec.replication_factor,
+                    config=spec.config,
+                )
             )
     if not wanted:
         return outcome

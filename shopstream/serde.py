@@ -17,6 +17,7 @@ import io
 import json
 import re
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from schemas import EventSchema, SchemaCatalog, load_catalog, parse_for_codec
-from shopstream.errors import ConnectionFailed, ShopstreamError
+from shopstream.errors import ConfigError, ConnectionFailed, ShopstreamError
 from shopstream.events import EVENT_TYPES, DomainEvent, EventValidationError
 
 MAGIC_BYTE = 0
@@ -261,7 +262,8 @@ class EventDeserializer:
                     "truncated-body", f"body ended early ({type(exc).__name__}: {exc})", schema_id
                 ) from None
             raise DecodeError(
-                "bad-body", f"malformed Avro at byte {buffer.tell()} ({type(exc).__name__}: {exc})",
+                "bad-body",
+                f"malformed Avro at byte {buffer.tell()} ({type(exc).__name__}: {exc})",
                 schema_id,
             ) from None
         if buffer.tell() != len(value):
@@ -288,6 +290,17 @@ def _full_name(raw: Any, schema_id: int) -> str:
     return name if "." in name or not namespace else f"{namespace}.{name}"
 
 
-def make_registry_client(conf: dict[str, str]) -> SchemaRegistryClient:
-    """confluent-kafka's registry client from :meth:`Settings.registry_config`."""
-    return SchemaRegistryClient(dict(conf))
+def make_registry_client(conf: Mapping[str, str | int]) -> SchemaRegistryClient:
+    """confluent-kafka's registry client from :meth:`Settings.registry_config`.
+
+    Settings the client refuses when it is built (a CA file it cannot read, malformed
+    basic-auth user info) are a :class:`ConfigError`.
+    """
+    try:
+        return SchemaRegistryClient(dict(conf))
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        cause = " ".join(str(exc).split()) or type(exc).__name__
+        raise ConfigError(
+            f"schema registry client settings refused ({cause}); check SCHEMA_REGISTRY_URL, "
+            "SCHEMA_REGISTRY_SSL_CA_LOCATION and SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO"
+        ) from None

@@ -11,13 +11,14 @@ from pathlib import Path
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
-from confluent_kafka.schema_registry import SchemaRegistryClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from shopstream.config import Settings, mask_url_password
 from shopstream.errors import ConnectionFailed
+from shopstream.kafka import build_client
+from shopstream.serde import make_registry_client
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ def _first_line(exc: BaseException) -> str:
 def probe_kafka(settings: Settings, timeout: float = 5.0) -> ProbeResult:
     """A metadata request to the configured bootstrap servers."""
     target = settings.kafka_bootstrap_servers
-    admin = AdminClient({**settings.kafka_config(), "log_level": 0})
+    admin = build_client(AdminClient, {**settings.kafka_config(), "log_level": 0})
     try:
         metadata = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
@@ -52,7 +53,7 @@ def probe_kafka(settings: Settings, timeout: float = 5.0) -> ProbeResult:
 def probe_registry(settings: Settings, timeout: float = 5.0) -> ProbeResult:
     """List the subjects of the configured Confluent-compatible registry."""
     target = mask_url_password(settings.schema_registry_url)
-    client = SchemaRegistryClient(
+    client = make_registry_client(
         {**settings.registry_config(), "timeout": max(1, int(timeout)), "max.retries": 0}
     )
     try:
