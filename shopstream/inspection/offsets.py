@@ -38,8 +38,11 @@ _UNITS: dict[str, timedelta] = {
     "d": timedelta(days=1),
     "w": timedelta(weeks=1),
 }
-_RELATIVE = re.compile(r"-((?:\d+(?:ms|s|m|h|d|w))+)")
-_RELATIVE_PART = re.compile(r"(\d+)(ms|s|m|h|d|w)")
+_RELATIVE = re.compile(r"-((?:[0-9]+(?:ms|s|m|h|d|w))+)")
+_RELATIVE_PART = re.compile(r"([0-9]+)(ms|s|m|h|d|w)")
+_NUMBER = re.compile(r"[0-9]+")
+MAX_INT64 = 2**63 - 1
+"""Kafka offsets and timestamps are signed 64-bit integers."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,12 +96,12 @@ def parse_offset_spec(text: str, now: datetime | None = None) -> OffsetSpec:
         return Beginning()
     if spec == "end":
         return End()
-    if spec.isdigit():
-        return Absolute(int(spec))
-    if spec[:1] == "-" and spec[1:].isdigit():
-        return FromEnd(int(spec[1:]))
-    if spec[:1] == "+" and spec[1:].isdigit():
-        return FromBeginning(int(spec[1:]))
+    if _NUMBER.fullmatch(spec):
+        return Absolute(_int64(spec, text))
+    if spec[:1] == "-" and _NUMBER.fullmatch(spec[1:]):
+        return FromEnd(_int64(spec[1:], text))
+    if spec[:1] == "+" and _NUMBER.fullmatch(spec[1:]):
+        return FromBeginning(_int64(spec[1:], text))
     if spec[:1] == "@" and len(spec) > 1:
         return AtTime(parse_time(spec[1:], now or datetime.now(UTC), original=text))
     raise offset_spec_error(text)
@@ -107,16 +110,28 @@ def parse_offset_spec(text: str, now: datetime | None = None) -> OffsetSpec:
 def parse_time(text: str, now: datetime, *, original: str | None = None) -> int:
     """``@``-less time text → epoch milliseconds (UTC)."""
     shown = original if original is not None else text
-    if text.isdigit():
-        return int(text)
+    if _NUMBER.fullmatch(text):
+        return _int64(text, shown)
     relative = _RELATIVE.fullmatch(text)
-    if relative:
-        return _to_millis(now - _relative_delta(relative.group(1)))
     try:
-        moment = datetime.fromisoformat(text)
+        if relative:
+            millis = _to_millis(now - _relative_delta(relative.group(1)))
+        else:
+            millis = _to_millis(datetime.fromisoformat(text))
+    except OverflowError:
+        raise offset_spec_error(shown, "out of the range of dates") from None
     except ValueError:
         raise offset_spec_error(shown, "not an ISO-8601 time or a relative time") from None
-    return _to_millis(moment)
+    if millis < 0:
+        raise offset_spec_error(shown, "before 1970: Kafka timestamps start at the epoch")
+    return millis
+
+
+def _int64(digits: str, shown: str) -> int:
+    """ASCII ``digits`` as an int that fits Kafka's 64-bit offsets and timestamps."""
+    if len(digits) > len(str(MAX_INT64)) or int(digits) > MAX_INT64:
+        raise offset_spec_error(shown, f"larger than {MAX_INT64}")
+    return int(digits)
 
 
 def _relative_delta(text: str) -> timedelta:

@@ -117,6 +117,14 @@ def test_relative_time_defaults_to_the_clock() -> None:
         "@+1h",
         "5m",
         "1e3",
+        "\u00b2",  # a digit to str.isdigit(), not to int()
+        "9" * 5000,  # more digits than int() converts
+        "9223372036854775808",  # beyond Kafka's 64-bit offsets
+        "-9223372036854775808",
+        "@99999999999999999999",
+        "@-99999999999d",  # before the first date
+        "@0001-01-01T00:00:00+14:00",
+        "@1969-12-31T23:59:59Z",  # before the epoch
     ],
 )
 def test_malformed_specs_name_the_accepted_syntax(text: str) -> None:
