@@ -15,7 +15,7 @@ ABANDONED and CHECKED_OUT.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -335,7 +335,11 @@ def _in_state(state: CartState, as_of: datetime, abandoned_after: timedelta) -> 
 
 
 def _cutoff(as_of: datetime, abandoned_after: timedelta) -> Any:
-    return bindparam("cutoff", as_of - abandoned_after, type_=UtcDateTime(), unique=True)
+    try:
+        cutoff = as_of - abandoned_after
+    except OverflowError:  # before the first date: no cart has been idle that long
+        cutoff = datetime.min.replace(tzinfo=UTC)
+    return bindparam("cutoff", cutoff, type_=UtcDateTime(), unique=True)
 
 
 # -- sales --------------------------------------------------------------------------------

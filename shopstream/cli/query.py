@@ -48,9 +48,25 @@ class CartStatusOpt(StrEnum):
     ABANDONED = "ABANDONED"
 
 
+SQL_MAX_INT = 2**63 - 1
+"""The largest LIMIT SQLite and PostgreSQL take (a signed 64-bit integer)."""
+
+
+def _row_count(value: int) -> int:
+    """Option callback: a row count the database can take."""
+    if value > SQL_MAX_INT:
+        raise typer.BadParameter(f"{value} is larger than {SQL_MAX_INT}.")
+    return value
+
+
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table or json.")]
-LimitOpt = Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many rows.")]
-TopOpt = Annotated[int, typer.Option("--top", "-n", min=1, help="How many to show.")]
+LimitOpt = Annotated[
+    int,
+    typer.Option("--limit", "-n", min=1, callback=_row_count, help="At most this many rows."),
+]
+TopOpt = Annotated[
+    int, typer.Option("--top", "-n", min=1, callback=_row_count, help="How many to show.")
+]
 AbandonedOpt = Annotated[
     str,
     typer.Option(
@@ -119,8 +135,9 @@ def carts_cmd(
 ) -> None:
     """Carts by latest activity (cart-projection)."""
     threshold = parse_duration(abandoned_after)
+    given = parse_moment(as_of) if as_of else None
     with _connection(ctx) as connection:
-        moment = _moment(connection, as_of)
+        moment = given or queries.latest_cart_activity(connection) or datetime.now(UTC)
         state = queries.CartState(status.value) if status else None
         rows = queries.list_carts(
             connection, state=state, as_of=moment, abandoned_after=threshold, limit=limit
@@ -158,8 +175,8 @@ def summary_cmd(
 ) -> None:
     """Orders by status, revenue, top products and abandoned carts."""
     threshold = parse_duration(abandoned_after)
+    moment = parse_moment(as_of) if as_of else None
     with _connection(ctx) as connection:
-        moment = _moment(connection, as_of) if as_of else None
         result = queries.summary(connection, as_of=moment, abandoned_after=threshold, top=top)
     if fmt is Format.JSON:
         _print_json(result)
@@ -176,7 +193,10 @@ def parse_duration(text: str) -> timedelta:
     parts = _DURATION.findall(compact)
     if not compact or "".join(n + u for n, u in parts) != compact:
         raise UsageError(f"bad duration {text!r}: use e.g. 30m, 2h, 1d or 1h30m")
-    return sum((timedelta(**{_UNITS[unit]: int(n)}) for n, unit in parts), timedelta())
+    try:
+        return sum((timedelta(**{_UNITS[unit]: int(n)}) for n, unit in parts), timedelta())
+    except (OverflowError, ValueError):  # beyond timedelta, or more digits than int() takes
+        raise UsageError(f"bad duration {text!r}: too long") from None
 
 
 def parse_moment(text: str) -> datetime:
@@ -185,17 +205,13 @@ def parse_moment(text: str) -> datetime:
         return datetime.now(UTC)
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     except ValueError:
         raise UsageError(
             f"bad --as-of {text!r}: use ISO-8601 (2026-01-01T12:00:00Z) or now"
         ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _moment(connection: Connection, as_of: str | None) -> datetime:
-    if as_of:
-        return parse_moment(as_of)
-    return queries.latest_cart_activity(connection) or datetime.now(UTC)
+    except OverflowError:  # a zone that moves it out of years 1-9999 in UTC
+        raise UsageError(f"bad --as-of {text!r}: out of the range of dates") from None
 
 
 @contextmanager
