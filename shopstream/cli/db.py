@@ -6,7 +6,7 @@ import typer
 
 from shopstream.cli.context import console, settings_from
 from shopstream.config import mask_url_password
-from shopstream.db.engine import make_engine
+from shopstream.db.engine import check_database, make_engine
 from shopstream.db.migrate import current_revision, head_revision, upgrade
 
 app = typer.Typer(help="Migrate the read-model database.", no_args_is_help=True)
@@ -30,6 +30,7 @@ def current_cmd(ctx: typer.Context) -> None:
     settings = settings_from(ctx)
     engine = make_engine(settings.database_url)
     try:
+        check_database(engine)
         at = current_revision(engine)
     finally:
         engine.dispose()

@@ -8,11 +8,12 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from shopstream.db.engine import check_database, describe_db_error
-from shopstream.errors import ShopstreamError
+from shopstream.errors import ShopstreamError, UsageError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -25,12 +26,17 @@ def alembic_config() -> Config:
 
 def upgrade(engine: Engine, revision: str = "head") -> str:
     """Migrate the database to ``revision``; returns the revision it is at afterwards."""
+    if not revision.strip():
+        raise UsageError("no revision given (e.g. head)")
     check_database(engine)
     config = alembic_config()
     try:
         with engine.begin() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
+    except (CommandError, AssertionError) as exc:  # alembic asserts on some, e.g. head+1
+        why = " ".join(str(exc).split()) or "not a revision to upgrade to"
+        raise UsageError(f"revision {revision!r}: {why}") from None
     except SQLAlchemyError as exc:
         raise ShopstreamError(f"migration failed: {describe_db_error(exc)}") from None
     return current_revision(engine) or "base"
