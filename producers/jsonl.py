@@ -70,6 +70,10 @@ def parse_line(text: str | bytes, line: int) -> DomainEvent | LineError | None:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         return LineError(line, f"not valid JSON: {exc.msg} (column {exc.colno})")
+    except ValueError as exc:  # an integer of more digits than int() converts
+        return LineError(line, f"not valid JSON: {str(exc).partition(';')[0]}")
+    except RecursionError:
+        return LineError(line, "not valid JSON: nested too deeply")
     if not isinstance(data, dict):
         return LineError(line, f'expected a JSON object with a "type", got {_json_kind(data)}')
     try:

@@ -136,7 +136,12 @@ class Event:
             object.__setattr__(self, "event_id", event_id)
         if not isinstance(self.occurred_at, datetime):
             raise EventValidationError(self.event_type, "occurred_at", "must be a timestamp")
-        normalized = to_millis(self.occurred_at)
+        try:
+            normalized = to_millis(self.occurred_at)
+        except OverflowError:  # a zone that moves it out of years 1-9999 in UTC
+            raise EventValidationError(
+                self.event_type, "occurred_at", "is out of the range of dates"
+            ) from None
         if normalized is not self.occurred_at:
             object.__setattr__(self, "occurred_at", normalized)
         if self.correlation_id is not None:
@@ -337,7 +342,8 @@ class OrderCreated(OrderEvent):
         if isinstance(raw_lines, list):
             converted["lines"] = tuple(
                 OrderLine(
-                    sku=line.get("sku"), quantity=line.get("quantity"),
+                    sku=line.get("sku"),
+                    quantity=line.get("quantity"),
                     unit_price=_decimal(line.get("unit_price")),
                 )
                 for line in raw_lines
@@ -391,13 +397,23 @@ class OrderCancelled(OrderEvent):
 
 CART_EVENTS: tuple[type[CartEvent], ...] = (CartItemAdded, CartItemRemoved, CartCheckedOut)
 ORDER_EVENTS: tuple[type[OrderEvent], ...] = (
-    OrderCreated, OrderPaid, OrderConfirmed, OrderShipped, OrderCancelled,
+    OrderCreated,
+    OrderPaid,
+    OrderConfirmed,
+    OrderShipped,
+    OrderCancelled,
 )
 EVENT_TYPES: dict[str, type[Event]] = {cls.event_type: cls for cls in (*CART_EVENTS, *ORDER_EVENTS)}
 
 DomainEvent = (
-    CartItemAdded | CartItemRemoved | CartCheckedOut
-    | OrderCreated | OrderPaid | OrderConfirmed | OrderShipped | OrderCancelled
+    CartItemAdded
+    | CartItemRemoved
+    | CartCheckedOut
+    | OrderCreated
+    | OrderPaid
+    | OrderConfirmed
+    | OrderShipped
+    | OrderCancelled
 )
 
 
@@ -455,7 +471,8 @@ def event_from_json(data: Any) -> DomainEvent:
     if cls is OrderCreated and "lines" in values:
         values["lines"] = _lines_from_json(values["lines"])
     missing = [
-        f.name for f in fields(cls)
+        f.name
+        for f in fields(cls)
         if f.name not in values and f.default is f.default_factory  # both MISSING
     ]
     if missing:
