@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Table, and_, bindparam, insert, select, update
 
+from shopstream.db.bulk import dialect_insert
 from shopstream.db.models import ConsumerOffset, ProcessedEvent
 
 offsets_table: Table = ConsumerOffset.__table__  # type: ignore[assignment]
@@ -21,6 +22,8 @@ processed_table: Table = ProcessedEvent.__table__  # type: ignore[assignment]
 
 TopicPartitionKey = tuple[str, int]
 IN_CHUNK = 500
+APPLIED = "applied"
+DEAD_LETTERED = "dead-lettered"
 
 
 class OffsetConflict(Exception):
@@ -100,6 +103,34 @@ class ProcessedEvents:
 
     group_id: str
 
+    def claim(self, connection: Connection, event_ids: Iterable[str]) -> set[str]:
+        """Record ``event_ids`` as applied; return those not processed before.
+
+        One ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` (batched by SQLAlchemy's
+        insertmanyvalues): ids already there are skipped and not returned. Refused
+        events are then marked with :meth:`mark_dead_lettered` in the same transaction.
+        """
+        ids = list(dict.fromkeys(event_ids))
+        if not ids:
+            return set()
+        statement = (
+            dialect_insert(connection, processed_table)
+            .on_conflict_do_nothing(index_elements=["group_id", "event_id"])
+            .returning(processed_table.c.event_id)
+        )
+        rows = [{"group_id": self.group_id, "event_id": i, "outcome": APPLIED} for i in ids]
+        return set(connection.execute(statement, rows).scalars())
+
+    def mark_dead_lettered(self, connection: Connection, event_ids: Iterable[str]) -> None:
+        ids = list(event_ids)
+        c = processed_table.c
+        for start in range(0, len(ids), IN_CHUNK):
+            connection.execute(
+                update(processed_table)
+                .where(c.group_id == self.group_id, c.event_id.in_(ids[start : start + IN_CHUNK]))
+                .values(outcome=DEAD_LETTERED)
+            )
+
     def seen(self, connection: Connection, event_ids: Iterable[str]) -> set[str]:
         ids = list(dict.fromkeys(event_ids))
         c = processed_table.c
@@ -112,16 +143,6 @@ class ProcessedEvents:
                 ).scalars()
             )
         return found
-
-    def record(self, connection: Connection, outcomes: Mapping[str, str]) -> None:
-        if outcomes:
-            connection.execute(
-                insert(processed_table),
-                [
-                    {"group_id": self.group_id, "event_id": event_id, "outcome": outcome}
-                    for event_id, outcome in outcomes.items()
-                ],
-            )
 
     def reset(self, connection: Connection) -> None:
         connection.execute(

@@ -28,7 +28,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 
 from consumers.dlq import DeadLetter, DeadLetterWriter
@@ -44,9 +44,6 @@ from shopstream.logs import get_logger
 from shopstream.serde import DecodeError, EventDeserializer, make_registry_client
 
 log = get_logger("shopstream.consumer")
-
-APPLIED = "applied"
-DEAD_LETTERED = "dead-lettered"
 
 
 @dataclass(frozen=True)
@@ -332,14 +329,11 @@ class GroupRunner:
     ) -> tuple[list[Envelope], list[Rejection], int]:
         with self._engine.begin() as connection:
             self._offsets.advance(connection, decoded.moves)
-            fresh, duplicates = self._drop_processed(connection, decoded.envelopes)
+            fresh = self._claim_fresh(connection, decoded.envelopes)
             rejections = self.projection.apply(connection, fresh) if fresh else []
             rejected_ids = {r.envelope.event.event_id for r in rejections}
-            outcomes = {
-                env.event.event_id: DEAD_LETTERED if env.event.event_id in rejected_ids else APPLIED
-                for env in fresh
-            }
-            self._processed.record(connection, outcomes)
+            if rejected_ids:
+                self._processed.mark_dead_lettered(connection, rejected_ids)
             messages = {coordinates(m): m for m in batch}
             letters = decoded.letters + [
                 _letter(
@@ -352,20 +346,17 @@ class GroupRunner:
             ]
             self._dlq.write_all(letters)
         applied = [env for env in fresh if env.event.event_id not in rejected_ids]
-        return applied, rejections, duplicates
+        return applied, rejections, len(decoded.envelopes) - len(fresh)
 
-    def _drop_processed(
-        self, connection: Any, envelopes: list[Envelope]
-    ) -> tuple[list[Envelope], int]:
-        seen = self._processed.seen(connection, (env.event.event_id for env in envelopes))
+    def _claim_fresh(self, connection: Connection, envelopes: list[Envelope]) -> list[Envelope]:
+        """The envelopes whose event id was never processed (first copy in the batch)."""
+        new_ids = self._processed.claim(connection, (env.event.event_id for env in envelopes))
         fresh = []
         for env in envelopes:
-            event_id = env.event.event_id
-            if event_id in seen:
-                continue
-            seen.add(event_id)  # a re-sent event inside the same batch
-            fresh.append(env)
-        return fresh, len(envelopes) - len(fresh)
+            if env.event.event_id in new_ids:
+                new_ids.discard(env.event.event_id)  # a re-sent event inside the same batch
+                fresh.append(env)
+        return fresh
 
     def _after_commit(
         self,
