@@ -49,11 +49,11 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, case, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from consumers.order_state import OrderStatus, TransitionRefused, check_payment, next_status
 from consumers.projection import Envelope, Projection, Rejection
 from schemas import ORDER_TOPIC
+from shopstream.db.bulk import dialect_insert
 from shopstream.db.models import CustomerStats, ProductSales, SalesOrder, SalesOrderLine
 from shopstream.events import DomainEvent, OrderCancelled, OrderCreated, OrderPaid
 
@@ -307,7 +307,7 @@ def write_products(connection: Connection, deltas: dict[ProductKey, ProductDelta
         {"sku": sku, "currency": currency, **_product_values(deltas[(sku, currency)])}
         for sku, currency in sorted(deltas)
     ]
-    statement = upsert(connection, product_sales)
+    statement = dialect_insert(connection, product_sales)
     add = {name: product_sales.c[name] + statement.excluded[name] for name in _PRODUCT_COUNTERS}
     connection.execute(statement.on_conflict_do_update(index_elements=_PRODUCT_KEY, set_=add), rows)
 
@@ -333,7 +333,7 @@ def write_customers(connection: Connection, deltas: dict[CustomerKey, CustomerDe
         }
         for customer, currency in sorted(deltas)
     ]
-    statement = upsert(connection, customer_stats)
+    statement = dialect_insert(connection, customer_stats)
     c, new = customer_stats.c, statement.excluded
     changes: dict[str, Any] = {name: c[name] + new[name] for name in _CUSTOMER_COUNTERS}
     changes["first_order_at"] = case(
@@ -356,15 +356,6 @@ def _customer_values(delta: CustomerDelta) -> dict[str, Any]:
         "first_order_at": delta.first_order_at or NEVER_BEFORE,
         "last_order_at": delta.last_order_at or NEVER_AFTER,
     }
-
-
-def upsert(connection: Connection, table: Table) -> Any:
-    """The dialect's ``INSERT`` with ``ON CONFLICT`` support (SQLite and PostgreSQL)."""
-    if connection.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    if connection.dialect.name == "sqlite":
-        return sqlite.insert(table)
-    raise NotImplementedError(f"unsupported database {connection.dialect.name}")
 
 
 _PRODUCT_KEY = [product_sales.c.sku, product_sales.c.currency]
