@@ -3,6 +3,9 @@
 Every expected failure is a :class:`~shopstream.errors.ShopstreamError` and ends as
 ``error: <one line>`` on stderr with its exit code. Usage errors exit 2. Nothing a
 person can cause prints a traceback (set ``SHOPSTREAM_DEBUG=1`` to see one).
+
+Sub-commands are imported when they run (:mod:`shopstream.cli.lazy`): starting
+``shopstream`` imports neither the command modules nor Kafka, SQLAlchemy or Alembic.
 """
 
 from __future__ import annotations
@@ -15,25 +18,59 @@ from typing import Annotated
 import click
 import typer
 
-from shopstream.cli import (
-    config_cmd,
-    consume,
-    db,
-    demo,
-    inspect,
-    produce,
-    query,
-    schemas,
-    simulate,
-    stack,
-    topics,
-)
-from shopstream.config import Settings
+from shopstream.cli.lazy import Lazy, LazyGroup
 from shopstream.errors import ShopstreamError
-from shopstream.logs import configure_logging
+
+
+class Commands(LazyGroup):
+    """The sub-commands, in the order ``shopstream --help`` lists them."""
+
+    lazy = (
+        Lazy(
+            "simulate",
+            "shopstream.cli.simulate:simulate",
+            "Realistic shoppers: carts, checkouts, orders, payments, cancellations.",
+        ),
+        Lazy(
+            "consume",
+            "shopstream.cli.consume:consume",
+            "Run consumer groups until SIGTERM/SIGINT; or 'rebuild GROUP' to replay one.",
+        ),
+        Lazy(
+            "demo",
+            "shopstream.cli.demo:demo",
+            "The whole pipeline on the local default, end to end (stack, daemons, simulator).",
+        ),
+        Lazy("config", "shopstream.cli.config_cmd:app", "Show the effective configuration."),
+        Lazy(
+            "stack",
+            "shopstream.cli.stack:app",
+            "The local stack: Kafka, Apicurio Registry and (on request) PostgreSQL.",
+        ),
+        Lazy("topics", "shopstream.cli.topics:app", "Create and list the project's topics."),
+        Lazy("schemas", "shopstream.cli.schemas:app", "Register and check the event schemas."),
+        Lazy("db", "shopstream.cli.db:app", "Migrate the read-model database."),
+        Lazy(
+            "produce",
+            "shopstream.cli.produce:app",
+            "Send events: one from flags (cart, order) or many from a JSON Lines file.",
+        ),
+        Lazy(
+            "inspect",
+            "shopstream.cli.inspect:app",
+            "Read-only views: topics, decoded events, consumer groups and lag, schemas, DLQs.",
+        ),
+        Lazy(
+            "query",
+            "shopstream.cli.query:app",
+            "Ask the read models: orders, carts, sales, customers.",
+        ),
+    )
+
 
 app = typer.Typer(
     name="shopstream",
+    cls=Commands,
     help="Event streaming pipeline for an online shop on Apache Kafka.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -62,6 +99,10 @@ def root(
     ] = None,
 ) -> None:
     """Event streaming pipeline for an online shop on Apache Kafka."""
+    # imported here, not at the top: `shopstream --help` needs neither
+    from shopstream.config import Settings
+    from shopstream.logs import configure_logging
+
     settings = Settings.load(
         kafka_bootstrap_servers=bootstrap_servers,
         schema_registry_url=registry_url,
@@ -71,19 +112,6 @@ def root(
     )
     configure_logging(settings.log_level, settings.log_format)
     ctx.obj = settings
-
-
-app.add_typer(config_cmd.app, name="config")
-app.add_typer(stack.app, name="stack")
-app.add_typer(topics.app, name="topics")
-app.add_typer(schemas.app, name="schemas")
-app.add_typer(db.app, name="db")
-app.add_typer(produce.app, name="produce")
-app.command(name="simulate")(simulate.simulate)
-app.command(name="consume")(consume.consume)
-app.add_typer(inspect.app, name="inspect")
-app.add_typer(query.app, name="query")
-app.command(name="demo")(demo.demo)
 
 
 def _one_line(text: str) -> str:
