@@ -42,10 +42,11 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, delete, select, update
 
 from consumers.projection import Envelope, Projection, Rejection
 from schemas import CART_TOPIC
+from shopstream.db.bulk import insert_rows
 from shopstream.db.models import Cart, CartItem
 from shopstream.events import CartCheckedOut, CartItemAdded, CartItemRemoved, DomainEvent
 
@@ -243,8 +244,7 @@ def write_carts(connection: Connection, states: dict[str, CartState]) -> None:
     changed = [state for state in states.values() if state.dirty]
     new = [state.values for state in changed if state.is_new]
     updated = [state.values for state in changed if not state.is_new]
-    if new:
-        connection.execute(insert(carts), new)
+    insert_rows(connection, carts, new)
     if updated:
         connection.execute(_UPDATE_CART, [_update_params(values) for values in updated])
     _write_items(connection, changed)
@@ -274,8 +274,7 @@ def _write_items(connection: Connection, changed: list[CartState]) -> None:
         connection.execute(_DELETE_ITEM, deleted)
     if updated:
         connection.execute(_UPDATE_ITEM, updated)
-    if inserted:
-        connection.execute(insert(cart_items), inserted)
+    insert_rows(connection, cart_items, inserted)
 
 
 _MUTABLE = (

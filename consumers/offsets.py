@@ -12,7 +12,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Table, and_, bindparam, insert, select, update
+from sqlalchemy import (
+    Connection,
+    String,
+    Table,
+    and_,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql
 
 from shopstream.db.bulk import dialect_insert
 from shopstream.db.models import ConsumerOffset, ProcessedEvent
@@ -113,6 +125,8 @@ class ProcessedEvents:
         ids = list(dict.fromkeys(event_ids))
         if not ids:
             return set()
+        if connection.dialect.name == "postgresql":
+            return self._claim_postgresql(connection, ids)
         statement = (
             dialect_insert(connection, processed_table)
             .on_conflict_do_nothing(index_elements=["group_id", "event_id"])
@@ -120,6 +134,22 @@ class ProcessedEvents:
         )
         rows = [{"group_id": self.group_id, "event_id": i, "outcome": APPLIED} for i in ids]
         return set(connection.execute(statement, rows).scalars())
+
+    def _claim_postgresql(self, connection: Connection, ids: list[str]) -> set[str]:
+        """One statement, one array parameter: ``INSERT ... SELECT unnest(:ids)``."""
+        columns = ["group_id", "event_id", "outcome"]
+        rows = select(
+            literal(self.group_id, String),
+            func.unnest(bindparam("ids", type_=postgresql.ARRAY(String))),
+            literal(APPLIED, String),
+        )
+        statement = (
+            postgresql.insert(processed_table)
+            .from_select(columns, rows)
+            .on_conflict_do_nothing(index_elements=["group_id", "event_id"])
+            .returning(processed_table.c.event_id)
+        )
+        return set(connection.execute(statement, {"ids": ids}).scalars())
 
     def mark_dead_lettered(self, connection: Connection, event_ids: Iterable[str]) -> None:
         ids = list(event_ids)

@@ -20,10 +20,11 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, select, update
 
 from consumers.projection import Envelope, Projection, Rejection
 from schemas import ORDER_TOPIC
+from shopstream.db.bulk import insert_rows
 from shopstream.db.models import Order, OrderLineRow, OrderStatusHistory
 from shopstream.events import (
     DomainEvent,
@@ -173,10 +174,8 @@ class OrderStateProjection(Projection):
         new = [row for row in rows.values() if row.is_new and row.dirty]
         changed = [row for row in rows.values() if not row.is_new and row.dirty]
         if new:
-            connection.execute(insert(orders), [row.values for row in new])
-            lines = [line for row in new for line in row.lines]
-            if lines:
-                connection.execute(insert(order_lines), lines)
+            insert_rows(connection, orders, [row.values for row in new])
+            insert_rows(connection, order_lines, [line for row in new for line in row.lines])
         if changed:
             statement = (
                 update(orders)
@@ -193,8 +192,7 @@ class OrderStateProjection(Projection):
                     for row in changed
                 ],
             )
-        if history:
-            connection.execute(insert(order_status_history), history)
+        insert_rows(connection, order_status_history, history)
 
 
 _MUTABLE = (

@@ -48,12 +48,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, case, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, case, select, update
 
 from consumers.order_state import OrderStatus, TransitionRefused, check_payment, next_status
 from consumers.projection import Envelope, Projection, Rejection
 from schemas import ORDER_TOPIC
-from shopstream.db.bulk import dialect_insert
+from shopstream.db.bulk import dialect_insert, insert_rows
 from shopstream.db.models import CustomerStats, ProductSales, SalesOrder, SalesOrderLine
 from shopstream.events import DomainEvent, OrderCancelled, OrderCreated, OrderPaid
 
@@ -255,7 +255,7 @@ def write_orders(connection: Connection, orders: dict[str, SalesOrderState]) -> 
     new = [order for order in orders.values() if order.is_new and order.dirty]
     changed = [order for order in orders.values() if not order.is_new and order.dirty]
     if new:
-        connection.execute(insert(sales_orders), [_order_row(order) for order in new])
+        insert_rows(connection, sales_orders, [_order_row(order) for order in new])
         lines = [
             {
                 "order_id": order.order_id,
@@ -267,7 +267,7 @@ def write_orders(connection: Connection, orders: dict[str, SalesOrderState]) -> 
             for order in new
             for number, line in enumerate(order.lines, start=1)
         ]
-        connection.execute(insert(sales_order_lines), lines)
+        insert_rows(connection, sales_order_lines, lines)
     if changed:
         connection.execute(
             _UPDATE_STATUS,
