@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 from typing import Annotated
 
 import typer
@@ -18,11 +19,15 @@ from shopstream.config import Settings
 from shopstream.demo import DemoOptions, run_demo
 from shopstream.inspection.dlq import read_dead_letters
 
+#: The simulated shop runs for about a quarter of an hour of simulated time, so a cart
+#: counts as abandoned after 5 idle minutes in the demo (``query carts`` defaults to 30).
+DEMO_ABANDONED_AFTER = timedelta(minutes=5)
+
 
 def show_read_models(settings: Settings, engine: Engine) -> None:
     """The read models and the dead letters, as a person wants to see them."""
     with engine.connect() as connection:
-        summary = queries.summary(connection, as_of=None)
+        summary = queries.summary(connection, as_of=None, abandoned_after=DEMO_ABANDONED_AFTER)
         customers = queries.top_customers(connection, top=5)
     print_summary(summary)
     console.print(customers_table(customers))
