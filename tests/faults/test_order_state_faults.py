@@ -44,7 +44,7 @@ def run(stack: object, database_url: str, unique_name: str, tmp_path: Path) -> I
 def finish_and_check(run: FaultRun) -> None:
     run.finish()
     reports = [run.report(GROUP)]
-    print("\n" + run.summary(reports))
+    print("\n" + run.summary(reports))  # shown with -s or on failure
     run.assert_exact(reports)
 
 
