@@ -28,8 +28,6 @@ from decimal import Decimal
 from pathlib import Path
 
 from confluent_kafka import Consumer, Producer
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from consumers.metrics import ConsumerMetrics
 from consumers.order_state import OrderStateProjection
@@ -37,7 +35,7 @@ from consumers.projection import Envelope
 from consumers.runtime import GroupRunner, RuntimeOptions, end_offsets
 from schemas import ORDER_TOPIC, load_catalog
 from shopstream.config import Settings
-from shopstream.db.engine import make_engine
+from shopstream.db.engine import create_postgres_database, make_engine
 from shopstream.db.migrate import upgrade
 from shopstream.events import (
     DomainEvent,
@@ -223,12 +221,7 @@ def latency(settings: Settings, database_url: str, rate: int, seconds: float) ->
 
 def fresh_postgres_database(admin_url: str) -> str:
     """Create an empty database beside ``admin_url``'s and return its URL."""
-    name = f"bench_{uuid.uuid4().hex[:12]}"
-    engine = make_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))  # name is generated, not input
-    engine.dispose()
-    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    return create_postgres_database(admin_url, f"bench_{uuid.uuid4().hex[:12]}")
 
 
 def percentile(values: list[float], share: float) -> float:

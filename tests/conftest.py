@@ -29,12 +29,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import sql
-from sqlalchemy.engine import make_url
 
 from shopstream.config import Settings
+from shopstream.db.engine import create_postgres_database, drop_postgres_database
 from shopstream.errors import ShopstreamError
 from shopstream.stack import LocalStack, StackConfig
 
@@ -173,26 +171,15 @@ def unique_name(request: pytest.FixtureRequest) -> str:
     return f"t-{base}-{uuid.uuid4().hex[:8]}"
 
 
-def _libpq_url(sqlalchemy_url: str, database: str | None = None) -> str:
-    url = make_url(sqlalchemy_url).set(drivername="postgresql")
-    if database is not None:
-        url = url.set(database=database)
-    return url.render_as_string(hide_password=False)
-
-
 @contextlib.contextmanager
 def fresh_postgres_database(server_url: str) -> Iterator[str]:
     """Create an empty database on ``server_url``; yield its SQLAlchemy URL; drop it."""
     name = f"test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(_libpq_url(server_url), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = create_postgres_database(server_url, name)
     try:
-        url = make_url(server_url).set(drivername="postgresql+psycopg", database=name)
-        yield url.render_as_string(hide_password=False)
+        yield url
     finally:
-        with psycopg.connect(_libpq_url(server_url), autocommit=True) as conn:
-            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-            conn.execute(drop.format(sql.Identifier(name)))
+        drop_postgres_database(server_url, name)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
