@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -243,11 +244,8 @@ class GroupRunner:
             if error is not None:
                 self._on_kafka_error(error)
                 continue
-            topic, partition, offset = coordinates(message)
-            expected = self._expected.get((topic, partition))
-            if expected is None or offset < expected:
-                continue  # not ours (any more), or already applied
-            accepted.append(message)
+            if self._still_expected(message):
+                accepted.append(message)
         return accepted
 
     def _on_kafka_error(self, error: KafkaError) -> None:
@@ -289,6 +287,7 @@ class GroupRunner:
         return None
 
     def _still_expected(self, message: Message) -> bool:
+        """Ours and not applied yet (else: revoked, or already past it)."""
         topic, partition, offset = coordinates(message)
         expected = self._expected.get((topic, partition))
         return expected is not None and offset >= expected
@@ -334,17 +333,7 @@ class GroupRunner:
             rejected_ids = {r.envelope.event.event_id for r in rejections}
             if rejected_ids:
                 self._processed.mark_dead_lettered(connection, rejected_ids)
-            messages = {coordinates(m): m for m in batch}
-            letters = decoded.letters + [
-                _letter(
-                    messages[(r.envelope.topic, r.envelope.partition, r.envelope.offset)],
-                    r.reason,
-                    r.detail,
-                    r.envelope.event.event_id,
-                )
-                for r in rejections
-            ]
-            self._dlq.write_all(letters)
+            self._dlq.write_all(decoded.letters + _rejected_letters(batch, rejections))
         applied = [env for env in fresh if env.event.event_id not in rejected_ids]
         return applied, rejections, len(decoded.envelopes) - len(fresh)
 
@@ -379,8 +368,8 @@ class GroupRunner:
         except KafkaException as exc:
             self._log.debug("kafka commit skipped", error=describe_kafka_error(exc))
         group = self.group_id
-        for env in applied:
-            self._metrics.applied.labels(group, env.event.event_type).inc()
+        for event_type, count in Counter(env.event.event_type for env in applied).items():
+            self._metrics.applied.labels(group, event_type).inc(count)
         for rejection in rejected:
             self._metrics.dead_lettered.labels(group, rejection.reason).inc()
         for letter in decoded.letters:
@@ -494,6 +483,22 @@ def coordinates(message: Message) -> tuple[str, int, int]:
     if topic is None or partition is None or offset is None:
         raise ValueError("message without coordinates")
     return topic, partition, offset
+
+
+def _rejected_letters(batch: Sequence[Message], rejections: list[Rejection]) -> list[DeadLetter]:
+    """Dead letters of the refused events, with their original messages."""
+    if not rejections:
+        return []
+    messages = {coordinates(m): m for m in batch}
+    return [
+        _letter(
+            messages[(r.envelope.topic, r.envelope.partition, r.envelope.offset)],
+            r.reason,
+            r.detail,
+            r.envelope.event.event_id,
+        )
+        for r in rejections
+    ]
 
 
 def _letter(message: Message, reason: str, error: str, event_id: str | None = None) -> DeadLetter:
