@@ -191,6 +191,16 @@ class Settings(BaseSettings):
             is_url = name in {"database_url", "schema_registry_url"} and isinstance(value, str)
             yield name, mask_url_password(value) if is_url else value
 
+    def endpoint_env(self) -> dict[str, str]:
+        """Environment variables that point a child process (a daemon) at the same
+        broker, registry, database and topic prefix."""
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
+            "SCHEMA_REGISTRY_URL": self.schema_registry_url,
+            "DATABASE_URL": self.database_url,
+            "SHOPSTREAM_TOPIC_PREFIX": self.shopstream_topic_prefix,
+        }
+
     def masked(self) -> dict[str, str]:
         """Every setting as text, secrets replaced by a mask, URLs without passwords."""
         shown: dict[str, str] = {}

@@ -31,11 +31,11 @@ from pathlib import Path
 from confluent_kafka import Producer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from consumers.groups import GROUPS
-from consumers.offsets import offsets_table
+from consumers.offsets import OffsetStore
 from consumers.runtime import end_offsets
 from producers.base import EventProducer, ProducerOptions
 from producers.simulator import SimulationConfig, Simulator
@@ -90,17 +90,7 @@ class DemoRun:
 
     @property
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            {
-                "KAFKA_BOOTSTRAP_SERVERS": self.settings.kafka_bootstrap_servers,
-                "SCHEMA_REGISTRY_URL": self.settings.schema_registry_url,
-                "DATABASE_URL": self.settings.database_url,
-                "SHOPSTREAM_TOPIC_PREFIX": self.settings.shopstream_topic_prefix,
-                "LOG_FORMAT": "json",
-            }
-        )
-        return env
+        return {**os.environ, **self.settings.endpoint_env(), "LOG_FORMAT": "json"}
 
     # -- daemons -----------------------------------------------------------------
 
@@ -219,13 +209,9 @@ class DemoRun:
 
 
 def _stored_offsets(engine: Engine) -> dict[str, int]:
-    c = offsets_table.c
+    """Per group, the sum of the next offsets stored in the database."""
     with engine.connect() as connection:
-        rows = connection.execute(select(c.group_id, c.next_offset)).all()
-    totals: dict[str, int] = {}
-    for group, offset in rows:
-        totals[group] = totals.get(group, 0) + int(offset)
-    return totals
+        return {group: sum(OffsetStore(group).load_all(connection).values()) for group in GROUPS}
 
 
 @contextmanager

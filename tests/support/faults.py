@@ -28,7 +28,7 @@ from shopstream.db.models import OrderStatusHistory
 from shopstream.events import DomainEvent
 from shopstream.kafka import make_producer
 from tests.support.daemons import Daemon, cli_env, run_until_caught_up
-from tests.support.pipeline import create_project_topics, dead_letters, settings_env
+from tests.support.pipeline import create_project_topics, dead_letters
 from tests.support.reference import (
     APPLIED,
     dump_group,
@@ -91,7 +91,7 @@ class FaultRun:
 
     @property
     def env(self) -> dict[str, str]:
-        return cli_env(settings_env(self.settings))
+        return cli_env(self.settings.endpoint_env())
 
     def daemon(self, groups: Sequence[str]) -> Daemon:
         index = len(self.daemons)

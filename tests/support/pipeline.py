@@ -21,16 +21,6 @@ from shopstream.events import DomainEvent
 from shopstream.kafka import create_topics, make_admin, make_reader, project_topics
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment variables that give a subprocess these settings."""
-    return {
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "SCHEMA_REGISTRY_URL": settings.schema_registry_url,
-        "DATABASE_URL": settings.database_url,
-        "SHOPSTREAM_TOPIC_PREFIX": settings.shopstream_topic_prefix,
-    }
-
-
 def create_project_topics(settings: Settings, partitions: int = 6) -> None:
     create_topics(settings, project_topics(partitions, 1, settings.shopstream_topic_prefix))
 
