@@ -7,7 +7,6 @@ sent arrives decoded, unchanged and in order per key.
 from __future__ import annotations
 
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 
 from shopstream.config import Settings
 from shopstream.events import DomainEvent
+from shopstream.kafka import make_reader
 from shopstream.serde import EventDeserializer, make_registry_client
 
 
@@ -36,14 +36,7 @@ def read_topic(
     settings: Settings, topic: str, expected: int, timeout: float = 60.0
 ) -> list[ReadBack]:
     """Every message of ``topic`` (at least ``expected``), decoded, in partition/offset order."""
-    consumer = Consumer(
-        {
-            **settings.kafka_config(),
-            "group.id": f"never-joins-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
-    )
+    consumer = make_reader(settings)
     deserializer = EventDeserializer(make_registry_client(settings.registry_config()))
     try:
         partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
