@@ -46,12 +46,11 @@ from sqlalchemy import Connection, Table, and_, bindparam, delete, select, updat
 
 from consumers.projection import Envelope, Projection, Rejection
 from schemas import CART_TOPIC
-from shopstream.db.bulk import insert_rows
+from shopstream.db.bulk import execute_rows, insert_rows, keys_in
 from shopstream.db.models import Cart, CartItem
 from shopstream.events import CartCheckedOut, CartItemAdded, CartItemRemoved, DomainEvent
 
 GROUP_ID = "cart-projection"
-IN_CHUNK = 500
 
 carts: Table = Cart.__table__  # type: ignore[assignment]
 cart_items: Table = CartItem.__table__  # type: ignore[assignment]
@@ -224,15 +223,14 @@ def _new_cart(event: CartItemAdded) -> CartState:
 
 
 def load_carts(connection: Connection, cart_ids: set[str]) -> dict[str, CartState]:
-    """The stored carts among ``cart_ids``, with their items (two queries per chunk)."""
+    """The stored carts among ``cart_ids``, with their items (two queries)."""
     ids = sorted(cart_ids)
     states: dict[str, CartState] = {}
-    for start in range(0, len(ids), IN_CHUNK):
-        chunk = ids[start : start + IN_CHUNK]
-        for row in connection.execute(select(carts).where(carts.c.cart_id.in_(chunk))):
+    for condition in keys_in(connection, carts.c.cart_id, ids):
+        for row in connection.execute(select(carts).where(condition)):
             states[row.cart_id] = CartState(values=dict(row._mapping), items={})
-        query = select(cart_items).where(cart_items.c.cart_id.in_(chunk))
-        for item in connection.execute(query):
+    for condition in keys_in(connection, cart_items.c.cart_id, ids):
+        for item in connection.execute(select(cart_items).where(condition)):
             state = states[item.cart_id]
             state.items[item.sku] = Line(item.quantity, item.unit_price)
     for state in states.values():
@@ -246,7 +244,7 @@ def write_carts(connection: Connection, states: dict[str, CartState]) -> None:
     updated = [state.values for state in changed if not state.is_new]
     insert_rows(connection, carts, new)
     if updated:
-        connection.execute(_UPDATE_CART, [_update_params(values) for values in updated])
+        execute_rows(connection, _UPDATE_CART, [_update_params(values) for values in updated])
     _write_items(connection, changed)
 
 
@@ -271,9 +269,9 @@ def _write_items(connection: Connection, changed: list[CartState]) -> None:
                     }
                 )
     if deleted:
-        connection.execute(_DELETE_ITEM, deleted)
+        execute_rows(connection, _DELETE_ITEM, deleted)
     if updated:
-        connection.execute(_UPDATE_ITEM, updated)
+        execute_rows(connection, _UPDATE_ITEM, updated)
     insert_rows(connection, cart_items, inserted)
 
 

@@ -26,20 +26,33 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 
-from shopstream.db.bulk import dialect_insert
+from shopstream.db.bulk import execute_rows, insert_rows, keys_in
 from shopstream.db.models import ConsumerOffset, ProcessedEvent
 
 offsets_table: Table = ConsumerOffset.__table__  # type: ignore[assignment]
 processed_table: Table = ProcessedEvent.__table__  # type: ignore[assignment]
 
 TopicPartitionKey = tuple[str, int]
-IN_CHUNK = 500
 APPLIED = "applied"
 DEAD_LETTERED = "dead-lettered"
 
 
 class OffsetConflict(Exception):
     """The stored offset moved under us: another consumer owns the partition now."""
+
+
+_ADVANCE = (
+    update(offsets_table)
+    .where(
+        and_(
+            offsets_table.c.group_id == bindparam("g"),
+            offsets_table.c.topic == bindparam("t"),
+            offsets_table.c.partition == bindparam("p"),
+            offsets_table.c.next_offset == bindparam("expected"),
+        )
+    )
+    .values(next_offset=bindparam("new"))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,30 +93,18 @@ class OffsetStore:
         connection: Connection,
         moves: Mapping[TopicPartitionKey, tuple[int, int]],
     ) -> None:
-        """Compare-and-set ``expected → new`` for every partition, in a fixed order.
+        """Compare-and-set ``expected → new`` for every partition, in a fixed order, in
+        one driver executemany (one round trip on PostgreSQL).
 
         Raises OffsetConflict when any stored offset is not the expected one.
         """
-        c = offsets_table.c
-        statement = (
-            update(offsets_table)
-            .where(
-                and_(
-                    c.group_id == bindparam("g"),
-                    c.topic == bindparam("t"),
-                    c.partition == bindparam("p"),
-                    c.next_offset == bindparam("expected"),
-                )
-            )
-            .values(next_offset=bindparam("new"))
-        )
-        for (topic, partition), (expected, new) in sorted(moves.items()):
-            result = connection.execute(
-                statement,
-                {"g": self.group_id, "t": topic, "p": partition, "expected": expected, "new": new},
-            )
-            if result.rowcount != 1:
-                raise OffsetConflict(f"{topic}[{partition}] is no longer at offset {expected}")
+        rows = [
+            {"g": self.group_id, "t": topic, "p": partition, "expected": expected, "new": new}
+            for (topic, partition), (expected, new) in sorted(moves.items())
+        ]
+        if execute_rows(connection, _ADVANCE, rows) != len(rows):
+            moved = ", ".join(f"{t}[{p}]@{e}" for (t, p), (e, _) in sorted(moves.items()))
+            raise OffsetConflict(f"not every partition is still at its offset ({moved})")
 
     def reset(self, connection: Connection) -> None:
         connection.execute(offsets_table.delete().where(offsets_table.c.group_id == self.group_id))
@@ -127,13 +128,23 @@ class ProcessedEvents:
             return set()
         if connection.dialect.name == "postgresql":
             return self._claim_postgresql(connection, ids)
-        statement = (
-            dialect_insert(connection, processed_table)
-            .on_conflict_do_nothing(index_elements=["group_id", "event_id"])
-            .returning(processed_table.c.event_id)
+        return self._claim_sqlite(connection, ids)
+
+    def _claim_sqlite(self, connection: Connection, ids: list[str]) -> set[str]:
+        """Look the ids up, then insert the new ones.
+
+        Race-free on SQLite: the batch's transaction took the database's write lock with
+        its first statement (the offsets compare-and-set), so no other writer can claim
+        an id in between. A plain INSERT (no OR IGNORE) would fail loudly if one did.
+        """
+        seen = self.seen(connection, ids)
+        new = [i for i in ids if i not in seen]
+        insert_rows(
+            connection,
+            processed_table,
+            [{"group_id": self.group_id, "event_id": i, "outcome": APPLIED} for i in new],
         )
-        rows = [{"group_id": self.group_id, "event_id": i, "outcome": APPLIED} for i in ids]
-        return set(connection.execute(statement, rows).scalars())
+        return set(new)
 
     def _claim_postgresql(self, connection: Connection, ids: list[str]) -> set[str]:
         """One statement, one array parameter: ``INSERT ... SELECT unnest(:ids)``."""
@@ -152,12 +163,11 @@ class ProcessedEvents:
         return set(connection.execute(statement, {"ids": ids}).scalars())
 
     def mark_dead_lettered(self, connection: Connection, event_ids: Iterable[str]) -> None:
-        ids = list(event_ids)
         c = processed_table.c
-        for start in range(0, len(ids), IN_CHUNK):
+        for condition in keys_in(connection, c.event_id, list(event_ids)):
             connection.execute(
                 update(processed_table)
-                .where(c.group_id == self.group_id, c.event_id.in_(ids[start : start + IN_CHUNK]))
+                .where(c.group_id == self.group_id, condition)
                 .values(outcome=DEAD_LETTERED)
             )
 
@@ -165,11 +175,10 @@ class ProcessedEvents:
         ids = list(dict.fromkeys(event_ids))
         c = processed_table.c
         found: set[str] = set()
-        for start in range(0, len(ids), IN_CHUNK):
-            chunk = ids[start : start + IN_CHUNK]
+        for condition in keys_in(connection, c.event_id, ids):
             found.update(
                 connection.execute(
-                    select(c.event_id).where(c.group_id == self.group_id, c.event_id.in_(chunk))
+                    select(c.event_id).where(c.group_id == self.group_id, condition)
                 ).scalars()
             )
         return found

@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Table, bindparam, select, update
 
 from consumers.projection import Envelope, Projection, Rejection
 from schemas import ORDER_TOPIC
-from shopstream.db.bulk import insert_rows
+from shopstream.db.bulk import execute_rows, insert_rows, keys_in
 from shopstream.db.models import Order, OrderLineRow, OrderStatusHistory
 from shopstream.events import (
     DomainEvent,
@@ -36,7 +36,6 @@ from shopstream.events import (
 )
 
 GROUP_ID = "order-state"
-IN_CHUNK = 500
 
 
 class OrderStatus(StrEnum):
@@ -131,11 +130,9 @@ class OrderStateProjection(Projection):
         return rejections
 
     def _load(self, connection: Connection, order_ids: set[str]) -> dict[str, OrderRow]:
-        ids = sorted(order_ids)
         loaded: dict[str, OrderRow] = {}
-        for start in range(0, len(ids), IN_CHUNK):
-            chunk = ids[start : start + IN_CHUNK]
-            for row in connection.execute(select(orders).where(orders.c.order_id.in_(chunk))):
+        for condition in keys_in(connection, orders.c.order_id, sorted(order_ids)):
+            for row in connection.execute(select(orders).where(condition)):
                 loaded[row.order_id] = OrderRow(values=dict(row._mapping), is_new=False)
         return loaded
 
@@ -176,22 +173,11 @@ class OrderStateProjection(Projection):
         if new:
             insert_rows(connection, orders, [row.values for row in new])
             insert_rows(connection, order_lines, [line for row in new for line in row.lines])
-        if changed:
-            statement = (
-                update(orders)
-                .where(orders.c.order_id == bindparam("b_order_id"))
-                .values({name: bindparam(name) for name in _MUTABLE})
-            )
-            connection.execute(
-                statement,
-                [
-                    {
-                        "b_order_id": row.values["order_id"],
-                        **{name: row.values[name] for name in _MUTABLE},
-                    }
-                    for row in changed
-                ],
-            )
+        execute_rows(
+            connection,
+            _UPDATE_ORDER,
+            [{"b_order_id": row.values["order_id"], **row.values} for row in changed],
+        )
         insert_rows(connection, order_status_history, history)
 
 
@@ -208,6 +194,12 @@ _MUTABLE = (
     "cancelled_at",
     "updated_at",
     "events_applied",
+)
+
+_UPDATE_ORDER = (
+    update(orders)
+    .where(orders.c.order_id == bindparam("b_order_id"))
+    .values({name: bindparam(name) for name in _MUTABLE})
 )
 
 

@@ -53,12 +53,11 @@ from sqlalchemy import Connection, Table, bindparam, case, select, update
 from consumers.order_state import OrderStatus, TransitionRefused, check_payment, next_status
 from consumers.projection import Envelope, Projection, Rejection
 from schemas import ORDER_TOPIC
-from shopstream.db.bulk import dialect_insert, insert_rows
+from shopstream.db.bulk import dialect_insert, execute_rows, insert_rows, keys_in
 from shopstream.db.models import CustomerStats, ProductSales, SalesOrder, SalesOrderLine
 from shopstream.events import DomainEvent, OrderCancelled, OrderCreated, OrderPaid
 
 GROUP_ID = "sales-projection"
-IN_CHUNK = 500
 ZERO = Decimal("0.00")
 PAID_STATES = frozenset({OrderStatus.PAID, OrderStatus.CONFIRMED, OrderStatus.SHIPPED})
 
@@ -228,11 +227,8 @@ def units_by_sku(lines: Iterable[SoldLine]) -> dict[str, tuple[int, Decimal]]:
 def load_orders(connection: Connection, order_ids: set[str]) -> dict[str, SalesOrderState]:
     ids = sorted(order_ids)
     orders: dict[str, SalesOrderState] = {}
-    for start in range(0, len(ids), IN_CHUNK):
-        chunk = ids[start : start + IN_CHUNK]
-        for row in connection.execute(
-            select(sales_orders).where(sales_orders.c.order_id.in_(chunk))
-        ):
+    for condition in keys_in(connection, sales_orders.c.order_id, ids):
+        for row in connection.execute(select(sales_orders).where(condition)):
             orders[row.order_id] = SalesOrderState(
                 order_id=row.order_id,
                 customer_id=row.customer_id,
@@ -241,9 +237,10 @@ def load_orders(connection: Connection, order_ids: set[str]) -> dict[str, SalesO
                 currency=row.currency,
                 lines=[],
             )
+    for condition in keys_in(connection, sales_order_lines.c.order_id, ids):
         lines = connection.execute(
             select(sales_order_lines)
-            .where(sales_order_lines.c.order_id.in_(chunk))
+            .where(condition)
             .order_by(sales_order_lines.c.order_id, sales_order_lines.c.line_no)
         )
         for line in lines:
@@ -269,7 +266,8 @@ def write_orders(connection: Connection, orders: dict[str, SalesOrderState]) -> 
         ]
         insert_rows(connection, sales_order_lines, lines)
     if changed:
-        connection.execute(
+        execute_rows(
+            connection,
             _UPDATE_STATUS,
             [{"b_order_id": order.order_id, "status": order.status.value} for order in changed],
         )
