@@ -12,6 +12,15 @@ One :class:`GroupRunner` drives one consumer group's projection:
    show the group's lag. Kafka's offsets are never read back: on assignment the
    runner resumes from the offsets in the database (earliest when none).
 
+Steps 1-2 of the next batch overlap step 3 of the current one: the transaction runs
+on a single writer thread while this thread fetches and decodes the next batch (the
+driver waits for SQLite or PostgreSQL without holding the GIL). At most one batch is
+in flight. The next batch's compare-and-set starts from the offsets the batch in
+flight will commit; if that one fails, the batch in hand is dropped and every
+partition is re-read from the offsets committed in the database. A rebalance, a stop,
+or any wait first settles the batch in flight, so revoked partitions are committed
+(or not) before they are given up.
+
 A database that fails is retried with backoff while the partitions are paused and
 the consumer keeps polling (it stays in the group); nothing is skipped. A broker that
 goes away is retried by librdkafka and reported in the logs.
@@ -24,6 +33,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,7 +84,30 @@ class _Decoded:
     envelopes: list[Envelope]
     letters: list[DeadLetter]
     moves: dict[TopicPartitionKey, tuple[int, int]]
-    messages: int
+    source: Sequence[Message]
+
+    @property
+    def messages(self) -> int:
+        return len(self.source)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What one batch's transaction did (returned by the writer thread)."""
+
+    applied: list[Envelope]
+    rejected: list[Rejection]
+    duplicates: int
+    committed_at: float
+
+
+@dataclass(frozen=True)
+class _InFlight:
+    """The batch whose transaction the writer thread is running."""
+
+    decoded: _Decoded
+    started: float
+    future: Future[_Outcome]
 
 
 class GroupRunner:
@@ -105,6 +138,13 @@ class GroupRunner:
         self._log = log.bind(group=self.group_id)
         # partition state, only touched by the runner's thread (callbacks run inside consume)
         self._expected: dict[TopicPartitionKey, int] = {}
+        """Next offset per owned partition as committed in the database."""
+        self._next: dict[TopicPartitionKey, int] = {}
+        """Next offset to read per owned partition: past the batch in flight, if any."""
+        self._in_flight: _InFlight | None = None
+        self._writer: ThreadPoolExecutor | None = None
+        self._rewind_needed = False
+        self._backoff = options.backoff_initial_s
         self._pending: set[TopicPartitionKey] = set()
         self._end_at_start: dict[TopicPartitionKey, int] = {}
         self._ever_assigned = False
@@ -138,10 +178,17 @@ class GroupRunner:
             on_lost=self._on_lost,
         )
         self._dlq.start()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"db-{self.group_id}")
         self._log.info("group started", topic=self.topic)
 
     def close(self) -> None:
-        """Leave the group (revoking partitions) and flush the dead-letter producer."""
+        """Settle the batch in flight, leave the group (revoking partitions), flush the
+        dead-letter producer."""
+        with contextlib.suppress(Exception):
+            self._settle(recover=False)
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
         if self._consumer is not None:
             try:
                 self._consumer.close()
@@ -155,10 +202,19 @@ class GroupRunner:
 
     def run(self) -> None:
         """Poll and apply until the stop event is set (or caught up, if asked)."""
+        try:
+            self._run()
+        finally:
+            self._settle(recover=False)
+
+    def _run(self) -> None:
         consumer = self._require_consumer()
         while not self._stop.is_set():
             self.last_progress = time.monotonic()
+            if self._rewind_needed:
+                self._rewind()
             if self._pending:
+                self._settle()
                 self._sync_pending()
             messages = consumer.consume(
                 num_messages=self._options.batch_size, timeout=self._options.batch_wait_s
@@ -166,14 +222,19 @@ class GroupRunner:
             batch = self._accept(messages)
             if batch:
                 self._process(batch)
-            if self._options.until_caught_up and self._is_caught_up():
-                self.caught_up = True
-                self._log.info("caught up", applied=self.events_applied)
-                return
+            elif self._in_flight is not None:
+                self._settle()  # nothing new: account for the batch in flight now
+            if self._options.until_caught_up and self._is_caught_up(self._next):
+                self._settle()
+                if self._is_caught_up(self._expected):
+                    self.caught_up = True
+                    self._log.info("caught up", applied=self.events_applied)
+                    return
 
     # -- rebalance callbacks -------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._settle(recover=False)
         keys = [(tp.topic, tp.partition) for tp in partitions]
         self._ever_assigned = True
         try:
@@ -192,14 +253,17 @@ class GroupRunner:
             return
         consumer.incremental_assign([TopicPartition(t, p, stored[(t, p)]) for t, p in keys])
         self._expected.update(stored)
+        self._next.update(stored)
         self._log.info("partitions assigned", partitions=_describe(stored))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._settle(recover=False)  # finish and commit the batch in hand
         self._forget(partitions)
         consumer.incremental_unassign(partitions)
         self._log.info("partitions revoked", partitions=[tp.partition for tp in partitions])
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._settle(recover=False)  # its compare-and-set decides whether it still counts
         self._forget(partitions)
         consumer.incremental_unassign(partitions)
         self._log.warning("partitions lost", partitions=[tp.partition for tp in partitions])
@@ -208,6 +272,7 @@ class GroupRunner:
         for tp in partitions:
             key = (tp.topic, tp.partition)
             self._expected.pop(key, None)
+            self._next.pop(key, None)
             self._pending.discard(key)
             self._end_at_start.pop(key, None)
 
@@ -233,6 +298,7 @@ class GroupRunner:
         consumer.resume(tps)
         self._pending.difference_update(keys)
         self._expected.update(stored)
+        self._next.update(stored)
         self._log.info("paused partitions resumed", partitions=_describe(stored))
 
     # -- one batch --------------------------------------------------------------
@@ -262,7 +328,7 @@ class GroupRunner:
         for message in batch:
             topic, partition, offset = coordinates(message)
             key = (topic, partition)
-            moves[key] = (self._expected[key], offset + 1)
+            moves[key] = (moves[key][0] if key in moves else self._next[key], offset + 1)
             try:
                 decoded = self._deserializer.decode(message.value())
             except DecodeError as exc:
@@ -272,7 +338,7 @@ class GroupRunner:
                 letters.append(_letter(message, "invalid-event", exc.message))
                 continue
             envelopes.append(Envelope(decoded.event, topic, partition, offset))
-        return _Decoded(envelopes, letters, moves, len(batch))
+        return _Decoded(envelopes, letters, moves, batch)
 
     def _decode_with_retry(self, batch: Sequence[Message]) -> _Decoded | None:
         """Decode; while the registry is unreachable, wait (staying in the group) and retry."""
@@ -281,51 +347,88 @@ class GroupRunner:
             try:
                 return self._decode(batch)
             except ConnectionFailed as exc:
+                if not self._settle():
+                    return None  # the batch in flight failed: everything is re-read
                 self._wait_and_rewind("schema registry unavailable", exc.message, backoff)
                 backoff = min(backoff * 2, self._options.backoff_max_s)
                 batch = [m for m in batch if self._still_expected(m)]
         return None
 
     def _still_expected(self, message: Message) -> bool:
-        """Ours and not applied yet (else: revoked, or already past it)."""
+        """Ours and not read yet (else: revoked, or already past it)."""
         topic, partition, offset = coordinates(message)
-        expected = self._expected.get((topic, partition))
+        expected = self._next.get((topic, partition))
         return expected is not None and offset >= expected
 
     def _process(self, batch: list[Message]) -> None:
+        """Decode ``batch`` here, then hand it to the writer once the one before is done."""
         started = time.perf_counter()
-        maybe = self._decode_with_retry(batch)
-        if maybe is None or maybe.messages == 0:
+        decoded = self._decode_with_retry(batch)
+        if decoded is None or decoded.messages == 0:
             return
-        decoded = maybe
-        backoff = self._options.backoff_initial_s
-        while True:
-            try:
-                applied, rejected, duplicates = self._apply_in_transaction(decoded, batch)
-                self.db_ok = True
-                break
-            except OffsetConflict as exc:
-                self._metrics.conflicts.labels(self.group_id).inc()
-                self._log.warning("offsets moved under us; re-reading them", detail=str(exc))
-                self._resync(list(decoded.moves))
-                return
-            except Exception as exc:
-                if not is_transient_db_error(exc):
-                    raise
-                self.db_ok = False
-                self._metrics.db_retries.labels(self.group_id).inc()
-                self._wait_and_rewind("database unavailable", describe_db_error(exc), backoff)
-                backoff = min(backoff * 2, self._options.backoff_max_s)
-                if self._stop.is_set():
-                    return
-                decoded = self._still_ours(decoded, batch)
-                if decoded.messages == 0:
-                    return
-        self._after_commit(decoded, applied, rejected, duplicates, time.perf_counter() - started)
+        if not self._settle():
+            return  # the batch before failed: positions were rewound, this one is re-read
+        writer = self._writer
+        if writer is None:
+            raise RuntimeError("GroupRunner.start() was not called")
+        future = writer.submit(self._apply_in_transaction, decoded)
+        self._in_flight = _InFlight(decoded, started, future)
+        for key, (_, new) in decoded.moves.items():
+            self._next[key] = new
 
-    def _apply_in_transaction(
-        self, decoded: _Decoded, batch: Sequence[Message]
-    ) -> tuple[list[Envelope], list[Rejection], int]:
+    def _settle(self, recover: bool = True) -> bool:
+        """Wait for the batch in flight and account for it; True when it committed.
+
+        When its transaction failed, every partition is re-read from the offsets
+        committed in the database: here (``recover``) after the backoff, or on the
+        next loop when called from a rebalance callback or on the way out.
+        """
+        flight, self._in_flight = self._in_flight, None
+        if flight is None:
+            return True
+        try:
+            outcome = flight.future.result()
+        except OffsetConflict as exc:
+            self._metrics.conflicts.labels(self.group_id).inc()
+            self._log.warning("offsets moved under us; re-reading them", detail=str(exc))
+            self._after_failure(recover, lambda: self._resync(list(flight.decoded.moves)))
+            return False
+        except Exception as exc:
+            if not is_transient_db_error(exc):
+                raise
+            self.db_ok = False
+            self._metrics.db_retries.labels(self.group_id).inc()
+            backoff, error = self._backoff, describe_db_error(exc)
+            self._backoff = min(backoff * 2, self._options.backoff_max_s)
+            self._after_failure(
+                recover, lambda: self._wait_and_rewind("database unavailable", error, backoff)
+            )
+            return False
+        self.db_ok = True
+        self._backoff = self._options.backoff_initial_s
+        self._after_commit(flight.decoded, outcome, time.perf_counter() - flight.started)
+        return True
+
+    def _after_failure(self, recover: bool, recovery: Callable[[], None]) -> None:
+        """Forget what was read past the committed offsets; re-read it (now or soon)."""
+        self._next = dict(self._expected)
+        if recover:
+            recovery()
+        self._rewind_needed = True
+
+    def _rewind(self) -> None:
+        """Seek every owned partition back to the next offset committed in the database."""
+        self._rewind_needed = False
+        consumer = self._require_consumer()
+        self._next = dict(self._expected)
+        for (topic, partition), offset in self._expected.items():
+            try:
+                consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException:
+                self._pending.add((topic, partition))
+
+    def _apply_in_transaction(self, decoded: _Decoded) -> _Outcome:
+        """One batch, one transaction (runs on the writer thread)."""
         with self._engine.begin() as connection:
             self._offsets.advance(connection, decoded.moves)
             fresh = self._claim_fresh(connection, decoded.envelopes)
@@ -333,9 +436,9 @@ class GroupRunner:
             rejected_ids = {r.envelope.event.event_id for r in rejections}
             if rejected_ids:
                 self._processed.mark_dead_lettered(connection, rejected_ids)
-            self._dlq.write_all(decoded.letters + _rejected_letters(batch, rejections))
+            self._dlq.write_all(decoded.letters + _rejected_letters(decoded.source, rejections))
         applied = [env for env in fresh if env.event.event_id not in rejected_ids]
-        return applied, rejections, len(decoded.envelopes) - len(fresh)
+        return _Outcome(applied, rejections, len(decoded.envelopes) - len(fresh), time.time())
 
     def _claim_fresh(self, connection: Connection, envelopes: list[Envelope]) -> list[Envelope]:
         """The envelopes whose event id was never processed (first copy in the batch)."""
@@ -347,18 +450,11 @@ class GroupRunner:
                 fresh.append(env)
         return fresh
 
-    def _after_commit(
-        self,
-        decoded: _Decoded,
-        applied: list[Envelope],
-        rejected: list[Rejection],
-        duplicates: int,
-        seconds: float,
-    ) -> None:
+    def _after_commit(self, decoded: _Decoded, outcome: _Outcome, seconds: float) -> None:
         consumer = self._require_consumer()
-        committed_at = time.time()
+        applied, rejected, duplicates = outcome.applied, outcome.rejected, outcome.duplicates
         for listener in self._commit_listeners:
-            listener(applied, committed_at)
+            listener(applied, outcome.committed_at)
         for key, (_, new) in decoded.moves.items():
             if key in self._expected:
                 self._expected[key] = new
@@ -413,18 +509,6 @@ class GroupRunner:
             [tp for tp in consumer.assignment() if (tp.topic, tp.partition) not in self._pending]
         )
 
-    def _still_ours(self, decoded: _Decoded, batch: Sequence[Message]) -> _Decoded:
-        """After waiting, keep only messages of partitions we still own at the same offset."""
-        kept = []
-        for message in batch:
-            topic, partition, _ = coordinates(message)
-            key = (topic, partition)
-            if self._expected.get(key) == decoded.moves[key][0]:
-                kept.append(message)
-        if len(kept) == len(batch):
-            return decoded
-        return self._decode(kept)
-
     def _resync(self, keys: list[TopicPartitionKey]) -> None:
         consumer = self._require_consumer()
         with self._engine.begin() as connection:
@@ -439,15 +523,15 @@ class GroupRunner:
 
     # -- progress ----------------------------------------------------------------
 
-    def _is_caught_up(self) -> bool:
-        if not self._ever_assigned or self._pending or not self._expected:
+    def _is_caught_up(self, positions: dict[TopicPartitionKey, int]) -> bool:
+        """Every owned partition's position (committed, or read) at its end offset seen
+        when it was first checked."""
+        if not self._ever_assigned or self._pending or not positions:
             return False
-        unknown = [key for key in self._expected if key not in self._end_at_start]
+        unknown = [key for key in positions if key not in self._end_at_start]
         if unknown:
             self._end_at_start.update(end_offsets(self.settings, unknown))
-        return all(
-            next_offset >= self._end_at_start[key] for key, next_offset in self._expected.items()
-        )
+        return all(next_offset >= self._end_at_start[key] for key, next_offset in positions.items())
 
     def _update_lag(self) -> None:
         consumer = self._require_consumer()
