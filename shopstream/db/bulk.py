@@ -15,7 +15,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import lru_cache
+from itertools import chain
 from operator import itemgetter
+from sqlite3 import SQLITE_LIMIT_VARIABLE_NUMBER
 from typing import Any
 
 from psycopg import sql
@@ -115,19 +117,55 @@ def execute_rows(
 
 
 def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert ``rows`` (dicts with the same keys) in the caller's transaction."""
+    """Insert ``rows`` (dicts with the same keys) in the caller's transaction.
+
+    PostgreSQL: ``COPY``. SQLite: multi-row ``INSERT ... VALUES (...), (...)``
+    statements of up to :data:`MAX_ROWS_PER_INSERT` rows, so SQLite inserts hundreds
+    of rows per call without the GIL (an executemany gives it away and has to win it
+    back for every row, which stalls while the poll loop decodes the next batch).
+    """
     if not rows:
         return
     if connection.dialect.name == "postgresql":
         _copy_rows(connection, table, rows)
         return
-    compiled = compile_dml(_plain_insert(table), connection.dialect, tuple(rows[0]))
-    _executemany(connection, compiled, rows)
+    names = tuple(rows[0])
+    bind = compile_dml(_plain_insert(table), connection.dialect, names).bind
+    bound = [bind(row) for row in rows]
+    largest = _rows_per_insert(connection, len(names))
+    start = 0
+    while start < len(bound):
+        count = min(largest, 1 << ((len(bound) - start).bit_length() - 1))
+        sql = _multi_row_sql(table, names, count, connection.dialect)
+        connection.exec_driver_sql(sql, tuple(chain.from_iterable(bound[start : start + count])))
+        start += count
+
+
+MAX_ROWS_PER_INSERT = 512
+
+
+def _rows_per_insert(connection: Connection, columns: int) -> int:
+    """The largest power of two of rows whose parameters SQLite accepts in one statement."""
+    driver = connection.connection.driver_connection
+    limit = driver.getlimit(SQLITE_LIMIT_VARIABLE_NUMBER) if driver is not None else 999
+    rows = max(1, min(MAX_ROWS_PER_INSERT, limit // columns))
+    return 1 << (rows.bit_length() - 1)
 
 
 @lru_cache(maxsize=64)
 def _plain_insert(table: Table) -> UpdateBase:
     return insert(table)
+
+
+@lru_cache(maxsize=256)
+def _multi_row_sql(table: Table, names: tuple[str, ...], count: int, dialect: Dialect) -> str:
+    """``INSERT INTO table (names) VALUES (...) x count``, its parameters row after row in
+    the same order as one row's (counts are powers of two: few statements to prepare)."""
+    compiled = compile_dml(insert(table).values([dict.fromkeys(names)] * count), dialect)
+    one_row = compile_dml(_plain_insert(table), dialect, names).names
+    if compiled.names != tuple(f"{name}_m{i}" for i in range(count) for name in one_row):
+        raise RuntimeError(f"unexpected parameter order in a multi-row insert into {table}")
+    return compiled.sql
 
 
 def _processor(type_: TypeEngine[Any], dialect: Dialect) -> Processor:
