@@ -10,6 +10,10 @@ Projection tables, each owned by one group (see ``consumers/``):
 ``order-state`` → orders, order_lines, order_status_history;
 ``cart-projection`` → carts, cart_items;
 ``sales-projection`` → product_sales, customer_stats, sales_orders, sales_order_lines.
+
+Child rows (order lines, history, cart items) carry their parent's key but no foreign
+key constraint: each projection is the only writer of its tables and writes parents
+first in the same transaction (see migration 0002 for the measured cost of the checks).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String
+from sqlalchemy import BigInteger, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shopstream.db.types import Money, UtcDateTime
@@ -77,9 +81,7 @@ class Order(Base):
 class OrderLineRow(Base):
     __tablename__ = "order_lines"
 
-    order_id: Mapped[str] = mapped_column(
-        String(100), ForeignKey("orders.order_id", ondelete="CASCADE"), primary_key=True
-    )
+    order_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     line_no: Mapped[int] = mapped_column(Integer, primary_key=True)
     sku: Mapped[str] = mapped_column(String(100), index=True)
     quantity: Mapped[int] = mapped_column(Integer)
@@ -89,9 +91,7 @@ class OrderLineRow(Base):
 class OrderStatusHistory(Base):
     __tablename__ = "order_status_history"
 
-    order_id: Mapped[str] = mapped_column(
-        String(100), ForeignKey("orders.order_id", ondelete="CASCADE"), primary_key=True
-    )
+    order_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     from_status: Mapped[str | None] = mapped_column(String(20))
     to_status: Mapped[str] = mapped_column(String(20))
@@ -121,9 +121,7 @@ class Cart(Base):
 class CartItem(Base):
     __tablename__ = "cart_items"
 
-    cart_id: Mapped[str] = mapped_column(
-        String(100), ForeignKey("carts.cart_id", ondelete="CASCADE"), primary_key=True
-    )
+    cart_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     sku: Mapped[str] = mapped_column(String(100), primary_key=True)
     quantity: Mapped[int] = mapped_column(Integer)
     unit_price: Mapped[Decimal] = mapped_column(Money())
@@ -172,9 +170,7 @@ class SalesOrder(Base):
 class SalesOrderLine(Base):
     __tablename__ = "sales_order_lines"
 
-    order_id: Mapped[str] = mapped_column(
-        String(100), ForeignKey("sales_orders.order_id", ondelete="CASCADE"), primary_key=True
-    )
+    order_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     line_no: Mapped[int] = mapped_column(Integer, primary_key=True)
     sku: Mapped[str] = mapped_column(String(100))
     quantity: Mapped[int] = mapped_column(Integer)
