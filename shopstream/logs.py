@@ -9,9 +9,7 @@ from typing import Literal
 import structlog
 
 
-def configure_logging(
-    level: str = "INFO", fmt: Literal["console", "json"] = "console"
-) -> None:
+def configure_logging(level: str = "INFO", fmt: Literal["console", "json"] = "console") -> None:
     """Route structlog and stdlib logging to stderr at ``level`` in ``fmt``."""
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):

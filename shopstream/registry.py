@@ -138,9 +138,7 @@ _PROMOTIONS: dict[str, frozenset[str]] = {
 _NAMED = ("record", "enum", "fixed")
 
 
-def _diagnose(
-    registry: SchemaRegistryClient, subject: str, local: str, level: str
-) -> str | None:
+def _diagnose(registry: SchemaRegistryClient, subject: str, local: str, level: str) -> str | None:
     """Which registered version the local schema clashes with, and on what."""
     try:
         new = json.loads(local)

@@ -39,8 +39,9 @@ def register(ctx: typer.Context, topic_prefix: TopicPrefix = "") -> None:
     registry = make_registry_client(settings_from(ctx).registry_config())
     table = Table("subject", "id", "version", "compatibility")
     for status in register_all(registry, catalog):
-        table.add_row(status.subject, str(status.schema_id), str(status.version),
-                      status.compatibility or "")
+        table.add_row(
+            status.subject, str(status.schema_id), str(status.version), status.compatibility or ""
+        )
     console.print(table)
 
 
@@ -61,8 +62,9 @@ def check(ctx: typer.Context, topic_prefix: TopicPrefix = "") -> None:
             refused.append(exc)
             table.add_row(spec.subject(), "", "", "INCOMPATIBLE")
             continue
-        table.add_row(status.subject, str(status.version or "-"), status.compatibility or "-",
-                      status.outcome)
+        table.add_row(
+            status.subject, str(status.version or "-"), status.compatibility or "-", status.outcome
+        )
     console.print(table)
     if len(refused) == 1:
         raise refused[0]
