@@ -90,8 +90,10 @@ class SchemaCatalog:
         if not _TOPIC_CHARS.fullmatch(prefix):
             raise ValueError(f"topic prefix {prefix!r}: use only letters, digits, '.', '_', '-'")
         return SchemaCatalog(
-            by_name={name: replace(spec, topic=prefix + spec.topic)
-                     for name, spec in self.by_name.items()}
+            by_name={
+                name: replace(spec, topic=prefix + spec.topic)
+                for name, spec in self.by_name.items()
+            }
         )
 
 

@@ -74,8 +74,9 @@ V1 = load_event_schema(HISTORY_DIR / "OrderCreated.v1.avsc")
 def with_schema(catalog: SchemaCatalog, spec: EventSchema) -> SchemaCatalog:
     """``catalog`` with the schema of one event type swapped (same topic)."""
     own = catalog.get(spec.name)
-    return SchemaCatalog(by_name={**catalog.by_name, spec.name: dataclasses.replace(
-        spec, topic=own.topic)})
+    return SchemaCatalog(
+        by_name={**catalog.by_name, spec.name: dataclasses.replace(spec, topic=own.topic)}
+    )
 
 
 def variant(change: Any) -> str:
@@ -103,9 +104,13 @@ def cart_id_as_long(fields: list[dict[str, Any]]) -> None:
 
 def order(coupon_code: str | None = "SAVE10") -> OrderCreated:
     return OrderCreated(
-        order_id="order-42", customer_id="cust-7", cart_id="cart-3",
+        order_id="order-42",
+        customer_id="cust-7",
+        cart_id="cart-3",
         lines=(OrderLine("SKU-1", 2, Decimal("19.99")), OrderLine("SKU-2", 1, Decimal("0.02"))),
-        total=Decimal("40.00"), currency="EUR", coupon_code=coupon_code,
+        total=Decimal("40.00"),
+        currency="EUR",
+        coupon_code=coupon_code,
         correlation_id="saga-1",
     )
 
@@ -129,7 +134,10 @@ def test_v1_then_v2_are_accepted_and_v2_checks_compatible(
     spec = catalog.get("OrderCreated")
     status = check_one(registry, spec)
     assert (status.outcome, status.version, status.compatibility) == (
-        "compatible", 2, "BACKWARD_TRANSITIVE")
+        "compatible",
+        2,
+        "BACKWARD_TRANSITIVE",
+    )
     assert check_one(registry, spec, V1.schema_str).outcome == "compatible"
     assert check_one(registry, catalog.get("OrderPaid")).outcome == "new subject"
 
@@ -192,9 +200,7 @@ def test_a_required_field_without_default_is_refused(
     assert registry.get_versions(spec.subject()) == [1, 2]  # nothing registered
 
 
-def test_a_changed_type_is_refused(
-    registry: SchemaRegistryClient, catalog: SchemaCatalog
-) -> None:
+def test_a_changed_type_is_refused(registry: SchemaRegistryClient, catalog: SchemaCatalog) -> None:
     register_v1_then_v2(registry, catalog)
     spec = catalog.get("OrderCreated")
     candidate = variant(order_id_as_long)
@@ -233,7 +239,8 @@ def test_register_all_and_check_all_on_fresh_subjects(
     registered = register_all(registry, catalog)
     assert [status.subject for status in registered] == [spec.subject() for spec in catalog]
     assert {(status.version, status.compatibility) for status in registered} == {
-        (1, "BACKWARD_TRANSITIVE")}
+        (1, "BACKWARD_TRANSITIVE")
+    }
     assert {status.outcome for status in check_all(registry, catalog)} == {"compatible"}
     again = register_all(registry, catalog)  # idempotent
     assert [status.schema_id for status in again] == [status.schema_id for status in registered]
@@ -245,7 +252,10 @@ def test_register_all_and_check_all_on_fresh_subjects(
 def shopstream(registry_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(SHOPSTREAM), "--registry-url", registry_url, *args],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 

@@ -58,6 +58,7 @@ pytestmark = pytest.mark.integration
 class Stack(Protocol):
     registry_url: str
 
+
 CENT = Decimal("0.01")
 MONEY_FIELDS = ("unit_price", "amount", "total")
 
@@ -114,9 +115,11 @@ texts = st.text(min_size=1, max_size=24).filter(lambda text: bool(text.strip()))
 optional_texts = st.none() | texts
 currencies = st.text(alphabet=string.ascii_uppercase, min_size=3, max_size=3)
 moments = st.datetimes(
-    min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1),
-    timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)),
-                               timezone(timedelta(hours=-8))]),
+    min_value=datetime(1900, 1, 1),
+    max_value=datetime(2200, 1, 1),
+    timezones=st.sampled_from(
+        [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]
+    ),
 )
 event_ids = st.uuids().map(str)
 
@@ -125,8 +128,9 @@ def money(max_integer_digits: int = 10) -> st.SearchStrategy[Decimal]:
     """Decimals with 0, 1 or 2 decimals and up to ``max_integer_digits`` integer digits."""
     top = Decimal(10**max_integer_digits) - CENT
     return st.integers(0, 2).flatmap(
-        lambda places: st.decimals(min_value=0, max_value=top, places=places,
-                                   allow_nan=False, allow_infinity=False)
+        lambda places: st.decimals(
+            min_value=0, max_value=top, places=places, allow_nan=False, allow_infinity=False
+        )
     )
 
 
@@ -134,8 +138,9 @@ def common() -> dict[str, Any]:
     return {"event_id": event_ids, "occurred_at": moments, "correlation_id": optional_texts}
 
 
-order_lines = st.builds(OrderLine, sku=texts, quantity=st.integers(1, 1000),
-                        unit_price=money(max_integer_digits=6))
+order_lines = st.builds(
+    OrderLine, sku=texts, quantity=st.integers(1, 1000), unit_price=money(max_integer_digits=6)
+)
 
 
 @st.composite
@@ -143,28 +148,46 @@ def orders_created(draw: st.DrawFn) -> OrderCreated:
     lines = tuple(draw(st.lists(order_lines, min_size=1, max_size=5)))
     return OrderCreated(
         **{name: draw(strategy) for name, strategy in common().items()},
-        order_id=draw(texts), customer_id=draw(texts), cart_id=draw(optional_texts),
-        lines=lines, total=sum((line.amount for line in lines), Decimal(0)),
-        currency=draw(currencies), coupon_code=draw(optional_texts),
+        order_id=draw(texts),
+        customer_id=draw(texts),
+        cart_id=draw(optional_texts),
+        lines=lines,
+        total=sum((line.amount for line in lines), Decimal(0)),
+        currency=draw(currencies),
+        coupon_code=draw(optional_texts),
     )
 
 
 STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
     "CartItemAdded": st.builds(
-        CartItemAdded, **common(), cart_id=texts, customer_id=texts, sku=texts,
-        quantity=st.integers(1, 2**31 - 1), unit_price=money(), currency=currencies),
+        CartItemAdded,
+        **common(),
+        cart_id=texts,
+        customer_id=texts,
+        sku=texts,
+        quantity=st.integers(1, 2**31 - 1),
+        unit_price=money(),
+        currency=currencies,
+    ),
     "CartItemRemoved": st.builds(
-        CartItemRemoved, **common(), cart_id=texts, customer_id=texts, sku=texts,
-        quantity=st.integers(1, 2**31 - 1)),
+        CartItemRemoved,
+        **common(),
+        cart_id=texts,
+        customer_id=texts,
+        sku=texts,
+        quantity=st.integers(1, 2**31 - 1),
+    ),
     "CartCheckedOut": st.builds(
-        CartCheckedOut, **common(), cart_id=texts, customer_id=texts, order_id=texts),
+        CartCheckedOut, **common(), cart_id=texts, customer_id=texts, order_id=texts
+    ),
     "OrderCreated": orders_created(),
     "OrderPaid": st.builds(
-        OrderPaid, **common(), order_id=texts, payment_id=texts, amount=money(),
-        currency=currencies),
+        OrderPaid, **common(), order_id=texts, payment_id=texts, amount=money(), currency=currencies
+    ),
     "OrderConfirmed": st.builds(OrderConfirmed, **common(), order_id=texts),
     "OrderShipped": st.builds(
-        OrderShipped, **common(), order_id=texts, carrier=texts, tracking_number=texts),
+        OrderShipped, **common(), order_id=texts, carrier=texts, tracking_number=texts
+    ),
     "OrderCancelled": st.builds(OrderCancelled, **common(), order_id=texts, reason=texts),
 }
 
@@ -186,8 +209,11 @@ def test_round_trip_is_exact(
 ) -> None:
     """typed event → bytes → typed event gives the same event, decimals digit for digit."""
 
-    @settings(max_examples=50, deadline=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    @settings(
+        max_examples=50,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
     @given(event=STRATEGIES[event_type])
     def round_trip(event: DomainEvent) -> None:
         encoded = serializer.encode(event)
@@ -196,8 +222,12 @@ def test_round_trip_is_exact(
         assert decoded == event
         assert decoded.to_json() == event.to_json()
         assert money_texts(decoded) == money_texts(event)
-        assert all(Decimal(text) == Decimal(text).quantize(CENT) and text.split(".")[1:]
-                   and len(text.split(".")[1]) == 2 for text in money_texts(decoded))
+        assert all(
+            Decimal(text) == Decimal(text).quantize(CENT)
+            and text.split(".")[1:]
+            and len(text.split(".")[1]) == 2
+            for text in money_texts(decoded)
+        )
         assert decoded.occurred_at.tzinfo is UTC
         assert encoded.key == event.key.encode()
 
@@ -208,8 +238,9 @@ def test_round_trip_is_exact(
 @settings(max_examples=50, deadline=None)
 def test_decimal_digits_survive_exactly(price: Decimal, quantity: int) -> None:
     """The decimal as typed (0 to 2 decimals, up to 10 integer digits) is what is read."""
-    event = CartItemAdded(cart_id="c", customer_id="u", sku="s", quantity=quantity,
-                          unit_price=price, currency="EUR")
+    event = CartItemAdded(
+        cart_id="c", customer_id="u", sku="s", quantity=quantity, unit_price=price, currency="EUR"
+    )
     assert str(event.unit_price) == str(price.quantize(CENT))
     # Schemaless body with the very schema: no float anywhere on the way.
     spec = load_catalog().get("CartItemAdded")
@@ -225,15 +256,29 @@ def test_decimal_digits_survive_exactly(price: Decimal, quantity: int) -> None:
 
 def sample(event_type: str = "OrderPaid") -> DomainEvent:
     samples: dict[str, DomainEvent] = {
-        "OrderPaid": OrderPaid(order_id="order-1", payment_id="pay-1",
-                               amount=Decimal("12.30"), currency="EUR",
-                               correlation_id="saga-1"),
-        "OrderCreated": OrderCreated(order_id="order-2", customer_id="cust-1",
-                                     lines=(OrderLine("SKU-1", 2, Decimal("1.25")),),
-                                     total=Decimal("2.50"), currency="EUR",
-                                     coupon_code="SAVE10"),
-        "CartItemAdded": CartItemAdded(cart_id="cart-1", customer_id="cust-1", sku="SKU-1",
-                                       quantity=1, unit_price=Decimal("3"), currency="USD"),
+        "OrderPaid": OrderPaid(
+            order_id="order-1",
+            payment_id="pay-1",
+            amount=Decimal("12.30"),
+            currency="EUR",
+            correlation_id="saga-1",
+        ),
+        "OrderCreated": OrderCreated(
+            order_id="order-2",
+            customer_id="cust-1",
+            lines=(OrderLine("SKU-1", 2, Decimal("1.25")),),
+            total=Decimal("2.50"),
+            currency="EUR",
+            coupon_code="SAVE10",
+        ),
+        "CartItemAdded": CartItemAdded(
+            cart_id="cart-1",
+            customer_id="cust-1",
+            sku="SKU-1",
+            quantity=1,
+            unit_price=Decimal("3"),
+            currency="USD",
+        ),
     }
     return samples[event_type]
 
@@ -256,14 +301,15 @@ def test_wire_format(
     # schema is the same once names are resolved.
     registered_raw = json.loads(registered.schema.schema_str or "")
     assert fastavro.parse_schema(registered_raw, _write_hint=False) == fastavro.parse_schema(
-        spec.schema, _write_hint=False)
+        spec.schema, _write_hint=False
+    )
 
     # Framing: magic byte 0, 4-byte big-endian id of the registered schema, Avro body.
     assert encoded.value[0] == MAGIC_BYTE == 0
     (schema_id,) = struct.unpack(">I", encoded.value[1:5])
     assert schema_id == registered.schema_id
     assert schema_id == registry.lookup_schema(subject, Schema(spec.schema_str, "AVRO")).schema_id
-    body = io.BytesIO(encoded.value[HEADER.size:])
+    body = io.BytesIO(encoded.value[HEADER.size :])
     record = read_record(body, spec.parsed)
     assert body.tell() == len(encoded.value) - 5
     assert str(record["event_id"]) == event.event_id
@@ -281,8 +327,9 @@ def test_wire_format(
     assert decoded.event == event
 
 
-def test_schema_ids_are_fetched_once(serializer: EventSerializer, registry: SchemaRegistryClient,
-                                     deserializer: EventDeserializer) -> None:
+def test_schema_ids_are_fetched_once(
+    serializer: EventSerializer, registry: SchemaRegistryClient, deserializer: EventDeserializer
+) -> None:
     value = serializer.encode(sample()).value
     (schema_id,) = struct.unpack(">I", value[1:5])
     first = deserializer.writer_schema(schema_id)
@@ -338,7 +385,7 @@ def test_decode_refuses_an_unknown_schema_id(
     deserializer: EventDeserializer, good_bytes: bytes
 ) -> None:
     unknown = 0x7FFFFFF0
-    value = HEADER.pack(MAGIC_BYTE, unknown) + good_bytes[HEADER.size:]
+    value = HEADER.pack(MAGIC_BYTE, unknown) + good_bytes[HEADER.size :]
     error = expect_decode_error(deserializer, value, "unknown-schema-id")
     assert error.schema_id == unknown
     assert str(unknown) in error.detail
@@ -370,18 +417,32 @@ def foreign_id(registry: SchemaRegistryClient, prefix: str, schema: Any) -> int:
 @pytest.mark.parametrize(
     "schema",
     [
-        {"type": "record", "name": "Foreign", "namespace": "test.foreign",
-         "fields": [{"name": "x", "type": "long"}]},
+        {
+            "type": "record",
+            "name": "Foreign",
+            "namespace": "test.foreign",
+            "fields": [{"name": "x", "type": "long"}],
+        },
         # Same short name as one of ours, other namespace: not ours either.
-        {"type": "record", "name": "OrderPaid", "namespace": "test.foreign",
-         "fields": [{"name": "x", "type": "long"}]},
-        {"type": "enum", "name": "Colour", "namespace": "test.foreign",
-         "symbols": ["RED", "GREEN"]},
+        {
+            "type": "record",
+            "name": "OrderPaid",
+            "namespace": "test.foreign",
+            "fields": [{"name": "x", "type": "long"}],
+        },
+        {
+            "type": "enum",
+            "name": "Colour",
+            "namespace": "test.foreign",
+            "symbols": ["RED", "GREEN"],
+        },
     ],
     ids=["foreign-record", "same-short-name", "not-a-record"],
 )
 def test_decode_refuses_an_unknown_record_type(
-    deserializer: EventDeserializer, registry: SchemaRegistryClient, prefix: str,
+    deserializer: EventDeserializer,
+    registry: SchemaRegistryClient,
+    prefix: str,
     schema: dict[str, Any],
 ) -> None:
     schema["name"] = f"{schema['name']}_{uuid.uuid4().hex[:8]}"  # fresh content, fresh id
@@ -395,7 +456,7 @@ def test_decode_refuses_a_malformed_body(
     deserializer: EventDeserializer, good_bytes: bytes
 ) -> None:
     """Bytes that are no OrderPaid (a union branch that does not exist)."""
-    body = io.BytesIO(good_bytes[HEADER.size:])
+    body = io.BytesIO(good_bytes[HEADER.size :])
     spec = load_catalog().get("OrderPaid")
     fastavro.schemaless_reader(body, {"type": "string", "logicalType": "uuid"}, None)
     fastavro.schemaless_reader(body, {"type": "long"}, None)
@@ -415,7 +476,7 @@ def test_decoded_values_are_validated(
     record = {**sample().to_record(), "currency": "eur", "amount": Decimal("1.00")}
     buffer = io.BytesIO()
     fastavro.schemaless_writer(buffer, spec.parsed, record)
-    value = good_bytes[:HEADER.size] + buffer.getvalue()
+    value = good_bytes[: HEADER.size] + buffer.getvalue()
     with pytest.raises(EventValidationError, match=r"OrderPaid\.currency"):
         deserializer.decode(value)
 

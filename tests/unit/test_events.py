@@ -44,15 +44,27 @@ def line(sku: str = "SKU-1", quantity: int = 1, price: str = "10.00") -> OrderLi
 
 # One valid set of fields per event type; each test breaks exactly one of them.
 VALID: dict[type[Event], dict[str, Any]] = {
-    CartItemAdded: dict(cart_id="cart-1", customer_id="cust-1", sku="SKU-1", quantity=2,
-                        unit_price=Decimal("19.99"), currency="EUR"),
+    CartItemAdded: dict(
+        cart_id="cart-1",
+        customer_id="cust-1",
+        sku="SKU-1",
+        quantity=2,
+        unit_price=Decimal("19.99"),
+        currency="EUR",
+    ),
     CartItemRemoved: dict(cart_id="cart-1", customer_id="cust-1", sku="SKU-1", quantity=1),
     CartCheckedOut: dict(cart_id="cart-1", customer_id="cust-1", order_id="order-1"),
-    OrderCreated: dict(order_id="order-1", customer_id="cust-1",
-                       lines=(line("SKU-1", 2, "19.99"), line("SKU-2", 1, "5.50")),
-                       total=Decimal("45.48"), currency="EUR", cart_id="cart-1"),
-    OrderPaid: dict(order_id="order-1", payment_id="pay-1", amount=Decimal("45.48"),
-                    currency="EUR"),
+    OrderCreated: dict(
+        order_id="order-1",
+        customer_id="cust-1",
+        lines=(line("SKU-1", 2, "19.99"), line("SKU-2", 1, "5.50")),
+        total=Decimal("45.48"),
+        currency="EUR",
+        cart_id="cart-1",
+    ),
+    OrderPaid: dict(
+        order_id="order-1", payment_id="pay-1", amount=Decimal("45.48"), currency="EUR"
+    ),
     OrderConfirmed: dict(order_id="order-1"),
     OrderShipped: dict(order_id="order-1", carrier="DHL", tracking_number="TRK-1"),
     OrderCancelled: dict(order_id="order-1", reason="customer request"),
@@ -73,13 +85,27 @@ def _param_id(value: object) -> str:
 
 def fields_of(kind: str) -> list[tuple[type[Event], str]]:
     """(event type, field) for every field of the given kind in VALID."""
-    text_fields = {"cart_id", "customer_id", "sku", "order_id", "payment_id", "carrier",
-                   "tracking_number", "reason"}
+    text_fields = {
+        "cart_id",
+        "customer_id",
+        "sku",
+        "order_id",
+        "payment_id",
+        "carrier",
+        "tracking_number",
+        "reason",
+    }
     money_fields = {"unit_price", "amount"}
-    chosen = {"text": text_fields, "money": money_fields, "quantity": {"quantity"},
-              "currency": {"currency"}}[kind]
+    chosen = {
+        "text": text_fields,
+        "money": money_fields,
+        "quantity": {"quantity"},
+        "currency": {"currency"},
+    }[kind]
     return [
-        (cls, name) for cls, values in VALID.items() for name in values
+        (cls, name)
+        for cls, values in VALID.items()
+        for name in values
         if name in chosen and (cls, name) not in OPTIONAL
     ]
 
@@ -125,8 +151,7 @@ def test_defaults_give_a_fresh_uuid_and_now(cls: type[Event]) -> None:
 # -- ids and text --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("cls", "name"), fields_of("text"),
-                         ids=_param_id)
+@pytest.mark.parametrize(("cls", "name"), fields_of("text"), ids=_param_id)
 @pytest.mark.parametrize("bad", ["", "   ", None, 42])
 def test_ids_and_text_must_be_non_empty_strings(cls: type[Event], name: str, bad: object) -> None:
     expect_invalid(lambda: make(cls, **{name: bad}), cls.event_type, name, "non-empty string")
@@ -149,30 +174,34 @@ def test_event_id_is_normalized_to_the_canonical_uuid(given: object) -> None:
 @pytest.mark.parametrize("bad", ["", "  ", 5])
 def test_correlation_id_is_optional_but_not_empty(bad: object) -> None:
     assert make(OrderConfirmed, correlation_id="saga-1").correlation_id == "saga-1"
-    expect_invalid(lambda: make(OrderConfirmed, correlation_id=bad),
-                   "OrderConfirmed", "correlation_id", "non-empty string")
+    expect_invalid(
+        lambda: make(OrderConfirmed, correlation_id=bad),
+        "OrderConfirmed",
+        "correlation_id",
+        "non-empty string",
+    )
 
 
 def test_optional_order_ids_are_not_empty_when_given() -> None:
     assert make(OrderCreated, cart_id=None, coupon_code=None).cart_id is None
-    expect_invalid(lambda: make(OrderCreated, cart_id=""), "OrderCreated", "cart_id",
-                   "non-empty")
-    expect_invalid(lambda: make(OrderCreated, coupon_code=" "), "OrderCreated", "coupon_code",
-                   "non-empty")
+    expect_invalid(lambda: make(OrderCreated, cart_id=""), "OrderCreated", "cart_id", "non-empty")
+    expect_invalid(
+        lambda: make(OrderCreated, coupon_code=" "), "OrderCreated", "coupon_code", "non-empty"
+    )
 
 
 def test_text_is_unicode_but_not_lone_surrogates() -> None:
     event = make(CartItemRemoved, sku="Käse-🧀-チーズ")
     assert event.sku == "Käse-🧀-チーズ"
-    expect_invalid(lambda: make(CartItemRemoved, sku="bad\ud800"), "CartItemRemoved", "sku",
-                   "surrogate")
+    expect_invalid(
+        lambda: make(CartItemRemoved, sku="bad\ud800"), "CartItemRemoved", "sku", "surrogate"
+    )
 
 
 # -- quantities ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("cls", "name"), fields_of("quantity"),
-                         ids=_param_id)
+@pytest.mark.parametrize(("cls", "name"), fields_of("quantity"), ids=_param_id)
 @pytest.mark.parametrize("bad", [0, -1, 2**31, 1.0, True, "2", None])
 def test_quantities_are_positive_ints(cls: type[Event], name: str, bad: object) -> None:
     expect_invalid(lambda: make(cls, **{name: bad}), cls.event_type, name, "positive integer")
@@ -186,8 +215,7 @@ def test_quantity_bounds_that_are_valid() -> None:
 # -- money ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("cls", "name"), fields_of("money"),
-                         ids=_param_id)
+@pytest.mark.parametrize(("cls", "name"), fields_of("money"), ids=_param_id)
 @pytest.mark.parametrize(
     ("bad", "rule"),
     [
@@ -212,8 +240,14 @@ def test_money_rules(cls: type[Event], name: str, bad: object, rule: str) -> Non
 @pytest.mark.parametrize(
     ("given", "stored"),
     [
-        ("0", "0.00"), ("0.00", "0.00"), ("-0", "0.00"), ("5", "5.00"), ("5.5", "5.50"),
-        ("1.230", "1.23"), ("1E+2", "100.00"), ("0E-7", "0.00"),
+        ("0", "0.00"),
+        ("0.00", "0.00"),
+        ("-0", "0.00"),
+        ("5", "5.00"),
+        ("5.5", "5.50"),
+        ("1.230", "1.23"),
+        ("1E+2", "100.00"),
+        ("0E-7", "0.00"),
         ("9999999999.99", "9999999999.99"),
     ],
 )
@@ -226,32 +260,44 @@ def test_money_is_normalized_to_two_decimals(given: str, stored: str) -> None:
     assert str(created.total) == stored
 
 
-@pytest.mark.parametrize(("cls", "name"), fields_of("currency"),
-                         ids=_param_id)
+@pytest.mark.parametrize(("cls", "name"), fields_of("currency"), ids=_param_id)
 @pytest.mark.parametrize("bad", ["eur", "EU", "EURO", "E1R", "ÉUR", "", None, "Eur"])
 def test_currency_is_three_upper_case_letters(cls: type[Event], name: str, bad: object) -> None:
-    expect_invalid(lambda: make(cls, currency=bad), cls.event_type, "currency",
-                   "3 upper-case letters")
+    expect_invalid(
+        lambda: make(cls, currency=bad), cls.event_type, "currency", "3 upper-case letters"
+    )
 
 
 def test_order_created_currency_rule() -> None:
-    expect_invalid(lambda: make(OrderCreated, currency="usd"), "OrderCreated", "currency",
-                   "3 upper-case letters")
+    expect_invalid(
+        lambda: make(OrderCreated, currency="usd"),
+        "OrderCreated",
+        "currency",
+        "3 upper-case letters",
+    )
 
 
 # -- orders --------------------------------------------------------------------------
 
 
 def test_order_total_must_equal_the_sum_of_the_lines() -> None:
-    error = expect_invalid(lambda: make(OrderCreated, total=Decimal("45.47")),
-                           "OrderCreated", "total", "sum of the lines")
+    error = expect_invalid(
+        lambda: make(OrderCreated, total=Decimal("45.47")),
+        "OrderCreated",
+        "total",
+        "sum of the lines",
+    )
     assert "45.48" in error.rule
     assert make(OrderCreated, total=Decimal("45.480")).total == Decimal("45.48")
 
 
 def test_order_needs_at_least_one_line() -> None:
-    expect_invalid(lambda: make(OrderCreated, lines=(), total=Decimal(0)),
-                   "OrderCreated", "lines", "at least one line")
+    expect_invalid(
+        lambda: make(OrderCreated, lines=(), total=Decimal(0)),
+        "OrderCreated",
+        "lines",
+        "at least one line",
+    )
 
 
 @pytest.mark.parametrize(
@@ -259,19 +305,32 @@ def test_order_needs_at_least_one_line() -> None:
     [
         (line(sku=""), "lines[1].sku", "non-empty string"),
         (line(quantity=0), "lines[1].quantity", "positive integer"),
-        (OrderLine(sku="S", quantity=1, unit_price=Decimal("-1")), "lines[1].unit_price",
-         "not be negative"),
-        (OrderLine(sku="S", quantity=1, unit_price=Decimal("0.001")), "lines[1].unit_price",
-         "at most 2 decimals"),
-        (OrderLine(sku="S", quantity=1, unit_price=1.5), "lines[1].unit_price",  # type: ignore[arg-type]
-         "decimal amount"),
+        (
+            OrderLine(sku="S", quantity=1, unit_price=Decimal("-1")),
+            "lines[1].unit_price",
+            "not be negative",
+        ),
+        (
+            OrderLine(sku="S", quantity=1, unit_price=Decimal("0.001")),
+            "lines[1].unit_price",
+            "at most 2 decimals",
+        ),
+        (
+            OrderLine(sku="S", quantity=1, unit_price=1.5),
+            "lines[1].unit_price",  # type: ignore[arg-type]
+            "decimal amount",
+        ),
         ({"sku": "S", "quantity": 1, "unit_price": Decimal(1)}, "lines[1]", "order line"),
     ],
 )
 def test_order_line_rules_name_the_line(bad_line: object, field_name: str, rule: str) -> None:
     lines = (line(), bad_line)
-    expect_invalid(lambda: make(OrderCreated, lines=lines, total=Decimal("20.00")),
-                   "OrderCreated", field_name, rule)
+    expect_invalid(
+        lambda: make(OrderCreated, lines=lines, total=Decimal("20.00")),
+        "OrderCreated",
+        field_name,
+        rule,
+    )
 
 
 @pytest.mark.parametrize("bad", [None, "SKU-1", 3, {"sku": "S"}])
@@ -297,19 +356,25 @@ def test_order_line_amount() -> None:
 @pytest.mark.parametrize(
     ("given", "expected"),
     [
-        (datetime(2024, 1, 1, 12, 0, 0, 123456, tzinfo=UTC),
-         datetime(2024, 1, 1, 12, 0, 0, 123000, tzinfo=UTC)),
-        (datetime(2024, 1, 1, 12, 0, 0, 999999),  # naive means UTC
-         datetime(2024, 1, 1, 12, 0, 0, 999000, tzinfo=UTC)),
-        (datetime(2024, 1, 1, 14, 0, 0, 1500, tzinfo=timezone(timedelta(hours=2))),
-         datetime(2024, 1, 1, 12, 0, 0, 1000, tzinfo=UTC)),
-        (datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
-         datetime(1969, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)),
+        (
+            datetime(2024, 1, 1, 12, 0, 0, 123456, tzinfo=UTC),
+            datetime(2024, 1, 1, 12, 0, 0, 123000, tzinfo=UTC),
+        ),
+        (
+            datetime(2024, 1, 1, 12, 0, 0, 999999),  # naive means UTC
+            datetime(2024, 1, 1, 12, 0, 0, 999000, tzinfo=UTC),
+        ),
+        (
+            datetime(2024, 1, 1, 14, 0, 0, 1500, tzinfo=timezone(timedelta(hours=2))),
+            datetime(2024, 1, 1, 12, 0, 0, 1000, tzinfo=UTC),
+        ),
+        (
+            datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+            datetime(1969, 12, 31, 23, 59, 59, 999000, tzinfo=UTC),
+        ),
     ],
 )
-def test_timestamps_are_normalized_to_utc_milliseconds(
-    given: datetime, expected: datetime
-) -> None:
+def test_timestamps_are_normalized_to_utc_milliseconds(given: datetime, expected: datetime) -> None:
     assert to_millis(given) == expected
     event = make(OrderConfirmed, occurred_at=given)
     assert event.occurred_at == expected
@@ -319,8 +384,9 @@ def test_timestamps_are_normalized_to_utc_milliseconds(
 
 @pytest.mark.parametrize("bad", ["2024-01-01T00:00:00Z", 1_700_000_000_000, None])
 def test_occurred_at_must_be_a_datetime(bad: object) -> None:
-    expect_invalid(lambda: make(OrderConfirmed, occurred_at=bad), "OrderConfirmed",
-                   "occurred_at", "timestamp")
+    expect_invalid(
+        lambda: make(OrderConfirmed, occurred_at=bad), "OrderConfirmed", "occurred_at", "timestamp"
+    )
 
 
 # -- records (what fastavro writes and reads) ----------------------------------------
@@ -380,8 +446,9 @@ def test_json_timestamp_with_offset_becomes_utc() -> None:
 
 
 def test_json_may_leave_out_event_id_and_occurred_at() -> None:
-    event = event_from_json({"type": "OrderShipped", "order_id": "o-1", "carrier": "UPS",
-                             "tracking_number": "1Z"})
+    event = event_from_json(
+        {"type": "OrderShipped", "order_id": "o-1", "carrier": "UPS", "tracking_number": "1Z"}
+    )
     assert isinstance(event, OrderShipped)
     assert uuid.UUID(event.event_id)
     assert event.occurred_at.tzinfo is UTC
@@ -403,14 +470,12 @@ def test_json_rejects_float_money() -> None:
     expect_invalid(lambda: event_from_json(order), "OrderCreated", "total", "string")
     order = make(OrderCreated).to_json()
     order["lines"][1]["unit_price"] = 5.5
-    expect_invalid(lambda: event_from_json(order), "OrderCreated", "lines[1].unit_price",
-                   "string")
+    expect_invalid(lambda: event_from_json(order), "OrderCreated", "lines[1].unit_price", "string")
 
 
 def test_json_rejects_unknown_fields() -> None:
     data = {**make(OrderConfirmed).to_json(), "colour": "red"}
-    expect_invalid(lambda: event_from_json(data), "OrderConfirmed", "colour",
-                   "not a field")
+    expect_invalid(lambda: event_from_json(data), "OrderConfirmed", "colour", "not a field")
     order = make(OrderCreated).to_json()
     order["lines"][0]["discount"] = "1.00"
     expect_invalid(lambda: event_from_json(order), "OrderCreated", "lines[0]", "sku")
@@ -422,8 +487,9 @@ def test_json_names_a_missing_required_field(cls: type[Event]) -> None:
     required = [name for name in VALID[cls] if (cls, name) not in OPTIONAL]
     for name in required:
         partial = {key: value for key, value in data.items() if key != name}
-        expect_invalid(functools.partial(event_from_json, partial), cls.event_type, name,
-                       "required")
+        expect_invalid(
+            functools.partial(event_from_json, partial), cls.event_type, name, "required"
+        )
 
 
 @pytest.mark.parametrize(
@@ -463,8 +529,11 @@ def test_json_values_are_validated(change: dict[str, Any], field_name: str, rule
         ("SKU-1", "lines", "list"),
         ([], "lines", "at least one line"),
         ([["SKU-1", 1, "1.00"]], "lines[0]", "sku"),
-        ([{"sku": "S", "quantity": 1.0, "unit_price": "45.48"}], "lines[0].quantity",
-         "positive integer"),
+        (
+            [{"sku": "S", "quantity": 1.0, "unit_price": "45.48"}],
+            "lines[0].quantity",
+            "positive integer",
+        ),
     ],
 )
 def test_json_order_lines_are_validated(lines: Any, field_name: str, rule: str) -> None:

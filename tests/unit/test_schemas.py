@@ -122,8 +122,7 @@ def test_money_is_decimal_12_2_never_float(spec: EventSchema) -> None:
             assert kind not in ("float", "double"), f"{spec.name}.{name} is {kind}"
         if name.rsplit(".", 1)[-1] in MONEY_FIELDS:
             assert avro_field["type"] == DECIMAL_12_2, f"{spec.name}.{name}"
-    has_money = any(name.rsplit(".", 1)[-1] in MONEY_FIELDS
-                    for name, _ in walk_fields(spec.schema))
+    has_money = any(name.rsplit(".", 1)[-1] in MONEY_FIELDS for name, _ in walk_fields(spec.schema))
     if has_money:
         currency = field(spec, "currency")
         assert currency["type"] == "string"
@@ -131,13 +130,21 @@ def test_money_is_decimal_12_2_never_float(spec: EventSchema) -> None:
 
 
 def test_money_fields_are_where_expected() -> None:
-    money = {spec.name: sorted(name for name, _ in walk_fields(spec.schema)
-                               if name.rsplit(".", 1)[-1] in MONEY_FIELDS)
-             for spec in CATALOG}
+    money = {
+        spec.name: sorted(
+            name for name, _ in walk_fields(spec.schema) if name.rsplit(".", 1)[-1] in MONEY_FIELDS
+        )
+        for spec in CATALOG
+    }
     assert money == {
-        "CartItemAdded": ["unit_price"], "CartItemRemoved": [], "CartCheckedOut": [],
-        "OrderCreated": ["lines[].unit_price", "total"], "OrderPaid": ["amount"],
-        "OrderConfirmed": [], "OrderShipped": [], "OrderCancelled": [],
+        "CartItemAdded": ["unit_price"],
+        "CartItemRemoved": [],
+        "CartCheckedOut": [],
+        "OrderCreated": ["lines[].unit_price", "total"],
+        "OrderPaid": ["amount"],
+        "OrderConfirmed": [],
+        "OrderShipped": [],
+        "OrderCancelled": [],
     }
 
 
@@ -146,8 +153,7 @@ def test_every_event_has_id_time_and_optional_correlation(spec: EventSchema) -> 
     names = [f["name"] for f in spec.schema["fields"]]
     assert names[:3] == ["event_id", "occurred_at", "correlation_id"]
     assert field(spec, "event_id")["type"] == {"type": "string", "logicalType": "uuid"}
-    assert field(spec, "occurred_at")["type"] == {"type": "long",
-                                                  "logicalType": "timestamp-millis"}
+    assert field(spec, "occurred_at")["type"] == {"type": "long", "logicalType": "timestamp-millis"}
     correlation = field(spec, "correlation_id")
     assert correlation["type"] == ["null", "string"]
     assert "default" in correlation
@@ -174,8 +180,10 @@ def test_optional_fields_are_null_unions_with_null_default(spec: EventSchema) ->
 def test_parsed_schema_and_schema_str(spec: EventSchema) -> None:
     assert spec.parsed["name"] == spec.full_name
     assert " " not in spec.schema_str.split('"doc"')[0]  # compact JSON
-    assert load_event_schema(AVRO_DIR / spec.schema["namespace"].split(".")[1]
-                             / f"{spec.name}.avsc") == spec
+    assert (
+        load_event_schema(AVRO_DIR / spec.schema["namespace"].split(".")[1] / f"{spec.name}.avsc")
+        == spec
+    )
 
 
 def test_catalog_lookups() -> None:
@@ -184,7 +192,10 @@ def test_catalog_lookups() -> None:
         CATALOG.get("OrderExploded")
     assert CATALOG.topics == [CART_TOPIC, ORDER_TOPIC]
     assert [spec.name for spec in CATALOG.for_topic(CART_TOPIC)] == [
-        "CartCheckedOut", "CartItemAdded", "CartItemRemoved"]
+        "CartCheckedOut",
+        "CartItemAdded",
+        "CartItemRemoved",
+    ]
     assert len(CATALOG.for_topic(ORDER_TOPIC)) == 5
     assert load_catalog() is CATALOG  # parsed once
 
@@ -201,7 +212,10 @@ def test_topic_prefix_gives_isolated_topics_and_subjects() -> None:
     spec = prefixed.get("OrderPaid")
     assert spec.subject() == "t-1.order-events-shopstream.order.OrderPaid"
     assert (spec.full_name, spec.key_field, spec.parsed) == (
-        CATALOG.get("OrderPaid").full_name, "order_id", CATALOG.get("OrderPaid").parsed)
+        CATALOG.get("OrderPaid").full_name,
+        "order_id",
+        CATALOG.get("OrderPaid").parsed,
+    )
     assert CATALOG.get("OrderPaid").topic == ORDER_TOPIC  # the original is untouched
     for bad in ("a b", "x/y", "é"):
         with pytest.raises(ValueError, match="topic prefix"):
@@ -212,7 +226,11 @@ def test_order_created_v1_is_v2_without_coupon_code() -> None:
     v1 = load_event_schema(HISTORY_DIR / "OrderCreated.v1.avsc")
     v2 = CATALOG.get("OrderCreated")
     assert (v1.name, v1.full_name, v1.topic, v1.key_field) == (
-        v2.name, v2.full_name, v2.topic, v2.key_field)
+        v2.name,
+        v2.full_name,
+        v2.topic,
+        v2.key_field,
+    )
     v2_fields = [f for f in v2.schema["fields"] if f["name"] != "coupon_code"]
     assert v1.schema["fields"] == v2_fields
     coupon = field(v2, "coupon_code")
