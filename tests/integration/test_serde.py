@@ -14,7 +14,7 @@ import struct
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Any, Protocol
 
 import fastavro
@@ -127,9 +127,15 @@ event_ids = st.uuids().map(str)
 def money(max_integer_digits: int = 10) -> st.SearchStrategy[Decimal]:
     """Decimals with 0, 1 or 2 decimals and up to ``max_integer_digits`` integer digits."""
     top = Decimal(10**max_integer_digits) - CENT
+    # the bound at each scale, rounded down: hypothesis rounds an off-scale max_value
+    # (9999999999.99 at 0 places) to the nearest, out-of-range value (10000000000)
     return st.integers(0, 2).flatmap(
         lambda places: st.decimals(
-            min_value=0, max_value=top, places=places, allow_nan=False, allow_infinity=False
+            min_value=0,
+            max_value=top.quantize(Decimal(1).scaleb(-places), rounding=ROUND_DOWN),
+            places=places,
+            allow_nan=False,
+            allow_infinity=False,
         )
     )
 
