@@ -56,6 +56,7 @@ from shopstream.events import (
     OrderLine,
     OrderPaid,
     OrderShipped,
+    time_ordered_uuid,
 )
 
 CATALOG_PATH = Path(__file__).with_name("catalog.json")
@@ -298,6 +299,12 @@ class _Shop:
     def _uuid(self) -> str:
         return _new_uuid(self._rng)
 
+    def _event_id(self) -> str:
+        """A UUIDv7 at the simulated clock (time-ordered, like :func:`new_event_id`),
+        its random part drawn from the seeded generator."""
+        unix_ms = int(self._now().timestamp() * 1000)
+        return time_ordered_uuid(unix_ms, self._rng.getrandbits(128))
+
     # -- customers and carts --------------------------------------------------------
 
     def _schedule_visit(self, customer_id: str) -> None:
@@ -344,7 +351,7 @@ class _Shop:
         cart.items[product.sku] = cart.items.get(product.sku, 0) + quantity
         cart.prices[product.sku] = product.price
         return CartItemAdded(
-            event_id=self._uuid(),
+            event_id=self._event_id(),
             occurred_at=self._now(),
             correlation_id=cart.cart_id,
             cart_id=cart.cart_id,
@@ -365,7 +372,7 @@ class _Shop:
         else:
             cart.items[sku] = held - quantity
         return CartItemRemoved(
-            event_id=self._uuid(),
+            event_id=self._event_id(),
             occurred_at=self._now(),
             correlation_id=cart.cart_id,
             cart_id=cart.cart_id,
@@ -388,7 +395,7 @@ class _Shop:
         )
         return [
             CartCheckedOut(
-                event_id=self._uuid(),
+                event_id=self._event_id(),
                 occurred_at=self._now(),
                 correlation_id=cart.cart_id,
                 cart_id=cart.cart_id,
@@ -421,7 +428,7 @@ class _Shop:
         )
         return [
             OrderCreated(
-                event_id=self._uuid(),
+                event_id=self._event_id(),
                 occurred_at=self._now(),
                 correlation_id=cart.cart_id,
                 order_id=order_id,
@@ -459,7 +466,7 @@ class _Shop:
         )
         return [
             OrderPaid(
-                event_id=self._uuid(),
+                event_id=self._event_id(),
                 occurred_at=self._now(),
                 correlation_id=order.cart_id,
                 order_id=order.order_id,
@@ -479,7 +486,7 @@ class _Shop:
         )
         return [
             OrderConfirmed(
-                event_id=self._uuid(),
+                event_id=self._event_id(),
                 occurred_at=self._now(),
                 correlation_id=order.cart_id,
                 order_id=order.order_id,
@@ -491,7 +498,7 @@ class _Shop:
         tracking = f"{carrier[:2].upper()}{self._rng.randrange(10**11, 10**12)}"
         return [
             OrderShipped(
-                event_id=self._uuid(),
+                event_id=self._event_id(),
                 occurred_at=self._now(),
                 correlation_id=order.cart_id,
                 order_id=order.order_id,
@@ -505,7 +512,7 @@ class _Shop:
         self._cancelled.append(order)
         return [
             OrderCancelled(
-                event_id=self._uuid(),
+                event_id=self._event_id(),
                 occurred_at=self._now(),
                 correlation_id=order.cart_id,
                 order_id=order.order_id,

