@@ -7,7 +7,8 @@ and the end-to-end latency (p50/p99) from produce to committed row at a fixed ra
 Needs a running stack (``shopstream stack up --postgres``) and reads
 KAFKA_BOOTSTRAP_SERVERS / SCHEMA_REGISTRY_URL; PostgreSQL from ``--postgres-url`` or
 BENCH_POSTGRES_URL (skipped when neither is given). Everything it writes lives under
-a unique topic prefix, group ids and database, so it never touches real data.
+a unique topic prefix, group ids and database, so it never touches real data, and
+all of it (topics, subjects, databases) is deleted when the run ends.
 
     python bench/materialize.py [--orders 25000] [--rate 1000] [--latency-seconds 10]
 """
@@ -23,6 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -35,7 +37,7 @@ from consumers.projection import Envelope
 from consumers.runtime import GroupRunner, RuntimeOptions, end_offsets
 from schemas import ORDER_TOPIC, load_catalog
 from shopstream.config import Settings
-from shopstream.db.engine import create_postgres_database, make_engine
+from shopstream.db.engine import create_postgres_database, drop_postgres_database, make_engine
 from shopstream.db.migrate import upgrade
 from shopstream.events import (
     DomainEvent,
@@ -49,6 +51,7 @@ from shopstream.events import (
 )
 from shopstream.kafka import create_topics, make_consumer, make_producer, project_topics
 from shopstream.logs import configure_logging
+from shopstream.prefix import delete_prefixed_data
 from shopstream.serde import EventDeserializer, EventSerializer, make_registry_client
 
 
@@ -219,11 +222,6 @@ def latency(settings: Settings, database_url: str, rate: int, seconds: float) ->
     return latencies
 
 
-def fresh_postgres_database(admin_url: str) -> str:
-    """Create an empty database beside ``admin_url``'s and return its URL."""
-    return create_postgres_database(admin_url, f"bench_{uuid.uuid4().hex[:12]}")
-
-
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
@@ -237,10 +235,26 @@ def main() -> None:
     parser.add_argument("--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL"))
     args = parser.parse_args()
     configure_logging("WARNING")
+    with ExitStack() as cleanup:
+        run(args, cleanup)
+
+
+def run(args: argparse.Namespace, cleanup: ExitStack) -> None:
+    """The whole benchmark; everything it creates is registered on ``cleanup``."""
+
+    def fresh_settings(prefix: str) -> Settings:
+        settings = Settings.load(shopstream_topic_prefix=prefix)
+        cleanup.callback(delete_prefixed_data, settings)
+        create_topics(settings, project_topics(prefix=prefix))
+        return settings
+
+    def fresh_database() -> str:
+        name = f"bench_{uuid.uuid4().hex[:12]}"
+        cleanup.callback(drop_postgres_database, args.postgres_url, name)
+        return create_postgres_database(args.postgres_url, name)
 
     prefix = f"bench-{uuid.uuid4().hex[:8]}-"
-    settings = Settings.load(shopstream_topic_prefix=prefix)
-    create_topics(settings, project_topics(prefix=prefix))
+    settings = fresh_settings(prefix)
     events = list(life_cycles(args.orders))
     print(f"producing {len(events)} order events to {prefix}{ORDER_TOPIC} ...", flush=True)
     produce_all(settings, prefix, events)
@@ -249,34 +263,29 @@ def main() -> None:
 
     rows: list[tuple[str, float]] = []
     rows.append(("decode only (baseline)", baseline_decode(settings, topic, total)))
-    with tempfile.TemporaryDirectory() as tmp:
-        sqlite_url = f"sqlite:///{Path(tmp) / 'bench.db'}"
-        rate, _ = materialize(settings, sqlite_url)
-        rows.append(("order-state -> SQLite", rate))
-        if args.postgres_url:
-            pg_url = fresh_postgres_database(args.postgres_url)
-            rate, _ = materialize(settings, pg_url)
-            rows.append(("order-state -> PostgreSQL", rate))
-        baseline = rows[0][1]
-        print(f"\n{'consumer':28s} {'events/s':>10s} {'ratio to baseline':>18s}")
-        for name, value in rows:
-            print(f"{name:28s} {value:10.0f} {value / baseline:18.2f}")
-        if not args.postgres_url:
-            print("(PostgreSQL skipped: pass --postgres-url or BENCH_POSTGRES_URL)")
+    tmp = Path(cleanup.enter_context(tempfile.TemporaryDirectory()))
+    rate, _ = materialize(settings, f"sqlite:///{tmp / 'bench.db'}")
+    rows.append(("order-state -> SQLite", rate))
+    if args.postgres_url:
+        rate, _ = materialize(settings, fresh_database())
+        rows.append(("order-state -> PostgreSQL", rate))
+    baseline = rows[0][1]
+    print(f"\n{'consumer':28s} {'events/s':>10s} {'ratio to baseline':>18s}")
+    for name, value in rows:
+        print(f"{name:28s} {value:10.0f} {value / baseline:18.2f}")
+    if not args.postgres_url:
+        print("(PostgreSQL skipped: pass --postgres-url or BENCH_POSTGRES_URL)")
 
-        lat_prefix = f"bench-lat-{uuid.uuid4().hex[:8]}-"
-        lat_settings = Settings.load(shopstream_topic_prefix=lat_prefix)
-        create_topics(lat_settings, project_topics(prefix=lat_prefix))
-        target = args.postgres_url and fresh_postgres_database(args.postgres_url)
-        lat_url = target or f"sqlite:///{Path(tmp) / 'latency.db'}"
-        values = latency(lat_settings, lat_url, args.rate, args.latency_seconds)
-        where = "PostgreSQL" if target else "SQLite"
-        if values:
-            print(
-                f"\nlatency produce -> committed row at {args.rate} ev/s into {where}: "
-                f"p50 {statistics.median(values):.0f} ms, p99 {percentile(values, 0.99):.0f} ms "
-                f"({len(values)} events)"
-            )
+    lat_settings = fresh_settings(f"bench-lat-{uuid.uuid4().hex[:8]}-")
+    lat_url = fresh_database() if args.postgres_url else f"sqlite:///{tmp / 'latency.db'}"
+    where = "PostgreSQL" if args.postgres_url else "SQLite"
+    values = latency(lat_settings, lat_url, args.rate, args.latency_seconds)
+    if values:
+        print(
+            f"\nlatency produce -> committed row at {args.rate} ev/s into {where}: "
+            f"p50 {statistics.median(values):.0f} ms, p99 {percentile(values, 0.99):.0f} ms "
+            f"({len(values)} events)"
+        )
 
 
 if __name__ == "__main__":

@@ -48,10 +48,10 @@ from shopstream.events import DomainEvent
 from shopstream.kafka import (
     DEFAULT_PARTITIONS,
     create_topics,
-    make_admin,
     make_producer,
     project_topics,
 )
+from shopstream.prefix import delete_prefixed_data
 from shopstream.registry import register_all
 from shopstream.serde import make_registry_client
 from shopstream.stack import LocalStack, StackConfig
@@ -195,17 +195,7 @@ class DemoRun:
 
     def cleanup_data(self) -> None:
         """Delete the demo's topics and registry subjects."""
-        prefix = self.settings.shopstream_topic_prefix
-        topics = [spec.name for spec in project_topics(prefix=prefix)]
-        admin = make_admin(self.settings)
-        for future in admin.delete_topics(topics, operation_timeout=30).values():
-            with suppress(Exception):
-                future.result(30)
-        registry = make_registry_client(self.settings.registry_config())
-        for spec in load_catalog().with_topic_prefix(prefix):
-            with suppress(Exception):
-                registry.delete_subject(spec.subject(), permanent=False)
-                registry.delete_subject(spec.subject(), permanent=True)
+        delete_prefixed_data(self.settings)
 
 
 def _stored_offsets(engine: Engine) -> dict[str, int]:
