@@ -13,7 +13,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import (
+    BigInteger,
     Connection,
+    Integer,
     String,
     Table,
     and_,
@@ -93,18 +95,54 @@ class OffsetStore:
         connection: Connection,
         moves: Mapping[TopicPartitionKey, tuple[int, int]],
     ) -> None:
-        """Compare-and-set ``expected → new`` for every partition, in a fixed order, in
-        one driver executemany (one round trip on PostgreSQL).
+        """Compare-and-set ``expected → new`` for every partition, in one statement on
+        PostgreSQL (one round trip), in one executemany on SQLite.
 
         Raises OffsetConflict when any stored offset is not the expected one.
         """
-        rows = [
-            {"g": self.group_id, "t": topic, "p": partition, "expected": expected, "new": new}
-            for (topic, partition), (expected, new) in sorted(moves.items())
-        ]
-        if execute_rows(connection, _ADVANCE, rows) != len(rows):
+        ordered = sorted(moves.items())
+        if connection.dialect.name == "postgresql":
+            changed = self._advance_postgresql(connection, ordered)
+        else:
+            rows = [
+                {"g": self.group_id, "t": topic, "p": partition, "expected": expected, "new": new}
+                for (topic, partition), (expected, new) in ordered
+            ]
+            changed = execute_rows(connection, _ADVANCE, rows)
+        if changed != len(ordered):
             moved = ", ".join(f"{t}[{p}]@{e}" for (t, p), (e, _) in sorted(moves.items()))
             raise OffsetConflict(f"not every partition is still at its offset ({moved})")
+
+    def _advance_postgresql(
+        self, connection: Connection, ordered: list[tuple[TopicPartitionKey, tuple[int, int]]]
+    ) -> int:
+        """``UPDATE consumer_offsets ... FROM unnest(:topics, :partitions, :expected, :new)``."""
+        moves = (
+            func.unnest(
+                bindparam("topics", [t for (t, _), _ in ordered], type_=postgresql.ARRAY(String)),
+                bindparam(
+                    "partitions", [p for (_, p), _ in ordered], type_=postgresql.ARRAY(Integer)
+                ),
+                bindparam(
+                    "expected", [e for _, (e, _) in ordered], type_=postgresql.ARRAY(BigInteger)
+                ),
+                bindparam("new", [n for _, (_, n) in ordered], type_=postgresql.ARRAY(BigInteger)),
+            )
+            .table_valued("topic", "partition", "expected", "new")
+            .render_derived(name="moves")
+        )
+        c = offsets_table.c
+        statement = (
+            update(offsets_table)
+            .where(
+                c.group_id == self.group_id,
+                c.topic == moves.c.topic,
+                c.partition == moves.c.partition,
+                c.next_offset == moves.c.expected,
+            )
+            .values(next_offset=moves.c.new)
+        )
+        return int(connection.execute(statement).rowcount)
 
     def reset(self, connection: Connection) -> None:
         connection.execute(offsets_table.delete().where(offsets_table.c.group_id == self.group_id))

@@ -1,0 +1,75 @@
+"""The runtime's bookkeeping tables: offsets compare-and-set and processed event ids."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine
+
+from consumers.offsets import OffsetConflict, OffsetStore, ProcessedEvents
+from shopstream.db.engine import make_engine
+from shopstream.db.migrate import upgrade
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+
+T = "order-events"
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def test_offsets_start_at_zero_and_move_by_compare_and_set(engine: Engine) -> None:
+    store = OffsetStore("order-state")
+    with engine.begin() as connection:
+        assert store.load(connection, [(T, 0), (T, 1)]) == {(T, 0): 0, (T, 1): 0}
+    with engine.begin() as connection:
+        store.advance(connection, {(T, 0): (0, 40), (T, 1): (0, 7)})
+    with engine.begin() as connection:
+        store.advance(connection, {(T, 1): (7, 9)})
+    with engine.connect() as connection:
+        assert store.load_all(connection) == {(T, 0): 40, (T, 1): 9}
+
+
+def test_a_stale_expected_offset_moves_nothing(engine: Engine) -> None:
+    """A zombie that lost partition 1 to another member cannot commit over it, and
+    its move of partition 0 (still at the expected offset) is rolled back with it."""
+    store = OffsetStore("order-state")
+    with engine.begin() as connection:
+        store.load(connection, [(T, 0), (T, 1)])
+        store.advance(connection, {(T, 0): (0, 10), (T, 1): (0, 10)})
+    with pytest.raises(OffsetConflict, match=r"order-events\[1\]@3"), engine.begin() as connection:
+        store.advance(connection, {(T, 0): (10, 20), (T, 1): (3, 20)})
+    with engine.connect() as connection:
+        assert store.load_all(connection) == {(T, 0): 10, (T, 1): 10}
+
+
+def test_groups_keep_their_own_offsets(engine: Engine) -> None:
+    ours, theirs = OffsetStore("order-state"), OffsetStore("sales-projection")
+    with engine.begin() as connection:
+        ours.load(connection, [(T, 0)])
+        theirs.load(connection, [(T, 0)])
+        ours.advance(connection, {(T, 0): (0, 5)})
+    with engine.connect() as connection:
+        assert (ours.load_all(connection), theirs.load_all(connection)) == (
+            {(T, 0): 5},
+            {(T, 0): 0},
+        )
+
+
+def test_claim_returns_only_ids_never_processed(engine: Engine) -> None:
+    processed = ProcessedEvents("order-state")
+    with engine.begin() as connection:
+        assert processed.claim(connection, ["a", "b", "a"]) == {"a", "b"}
+    with engine.begin() as connection:
+        assert processed.claim(connection, ["b", "c"]) == {"c"}
+        processed.mark_dead_lettered(connection, ["c"])
+    with engine.begin() as connection:
+        assert processed.claim(connection, ["c", "d"]) == {"d"}
+        assert ProcessedEvents("sales-projection").claim(connection, ["a"]) == {"a"}
+        assert processed.seen(connection, ["a", "c", "e"]) == {"a", "c"}
