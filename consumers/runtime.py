@@ -219,6 +219,8 @@ class GroupRunner:
             messages = consumer.consume(
                 num_messages=self._options.batch_size, timeout=self._options.batch_wait_s
             )
+            if self._rewind_needed:
+                continue  # a batch failed in a callback of this consume: re-read from the DB
             batch = self._accept(messages)
             if batch:
                 self._process(batch)
@@ -410,11 +412,11 @@ class GroupRunner:
         return True
 
     def _after_failure(self, recover: bool, recovery: Callable[[], None]) -> None:
-        """Forget what was read past the committed offsets; re-read it (now or soon)."""
-        self._next = dict(self._expected)
+        """Re-read every partition from the committed offsets (:meth:`_rewind` on the next
+        loop; until then nothing fetched is accepted). ``recover``: wait it out here first."""
+        self._rewind_needed = True
         if recover:
             recovery()
-        self._rewind_needed = True
 
     def _rewind(self) -> None:
         """Seek every owned partition back to the next offset committed in the database."""
