@@ -46,7 +46,7 @@ from sqlalchemy import Connection, Table, and_, bindparam, delete, select, updat
 
 from consumers.projection import Envelope, Projection, Rejection
 from schemas import CART_TOPIC
-from shopstream.db.bulk import execute_rows, insert_rows, keys_in
+from shopstream.db.bulk import execute_rows, insert_rows, key_in
 from shopstream.db.models import Cart, CartItem
 from shopstream.events import CartCheckedOut, CartItemAdded, CartItemRemoved, DomainEvent
 
@@ -226,13 +226,14 @@ def load_carts(connection: Connection, cart_ids: set[str]) -> dict[str, CartStat
     """The stored carts among ``cart_ids``, with their items (two queries)."""
     ids = sorted(cart_ids)
     states: dict[str, CartState] = {}
-    for condition in keys_in(connection, carts.c.cart_id, ids):
-        for row in connection.execute(select(carts).where(condition)):
-            states[row.cart_id] = CartState(values=dict(row._mapping), items={})
-    for condition in keys_in(connection, cart_items.c.cart_id, ids):
-        for item in connection.execute(select(cart_items).where(condition)):
-            state = states[item.cart_id]
-            state.items[item.sku] = Line(item.quantity, item.unit_price)
+    if not ids:
+        return states
+    for row in connection.execute(select(carts).where(key_in(connection, carts.c.cart_id, ids))):
+        states[row.cart_id] = CartState(values=dict(row._mapping), items={})
+    items = select(cart_items).where(key_in(connection, cart_items.c.cart_id, ids))
+    for item in connection.execute(items):
+        state = states[item.cart_id]
+        state.items[item.sku] = Line(item.quantity, item.unit_price)
     for state in states.values():
         state.stored_items = dict(state.items)
     return states

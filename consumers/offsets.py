@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 
-from shopstream.db.bulk import execute_rows, insert_rows, keys_in
+from shopstream.db.bulk import execute_rows, insert_rows, key_in
 from shopstream.db.models import ConsumerOffset, ProcessedEvent
 
 offsets_table: Table = ConsumerOffset.__table__  # type: ignore[assignment]
@@ -110,7 +110,7 @@ class OffsetStore:
             ]
             changed = execute_rows(connection, _ADVANCE, rows)
         if changed != len(ordered):
-            moved = ", ".join(f"{t}[{p}]@{e}" for (t, p), (e, _) in sorted(moves.items()))
+            moved = ", ".join(f"{t}[{p}]@{e}" for (t, p), (e, _) in ordered)
             raise OffsetConflict(f"not every partition is still at its offset ({moved})")
 
     def _advance_postgresql(
@@ -201,25 +201,25 @@ class ProcessedEvents:
         return set(connection.execute(statement, {"ids": ids}).scalars())
 
     def mark_dead_lettered(self, connection: Connection, event_ids: Iterable[str]) -> None:
+        ids = list(event_ids)
+        if not ids:
+            return
         c = processed_table.c
-        for condition in keys_in(connection, c.event_id, list(event_ids)):
-            connection.execute(
-                update(processed_table)
-                .where(c.group_id == self.group_id, condition)
-                .values(outcome=DEAD_LETTERED)
-            )
+        connection.execute(
+            update(processed_table)
+            .where(c.group_id == self.group_id, key_in(connection, c.event_id, ids))
+            .values(outcome=DEAD_LETTERED)
+        )
 
     def seen(self, connection: Connection, event_ids: Iterable[str]) -> set[str]:
         ids = list(dict.fromkeys(event_ids))
+        if not ids:
+            return set()
         c = processed_table.c
-        found: set[str] = set()
-        for condition in keys_in(connection, c.event_id, ids):
-            found.update(
-                connection.execute(
-                    select(c.event_id).where(c.group_id == self.group_id, condition)
-                ).scalars()
-            )
-        return found
+        query = select(c.event_id).where(
+            c.group_id == self.group_id, key_in(connection, c.event_id, ids)
+        )
+        return set(connection.execute(query).scalars())
 
     def reset(self, connection: Connection) -> None:
         connection.execute(

@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Table, bindparam, select, update
 
 from consumers.projection import Envelope, Projection, Rejection
 from schemas import ORDER_TOPIC
-from shopstream.db.bulk import execute_rows, insert_rows, keys_in
+from shopstream.db.bulk import execute_rows, insert_rows, key_in
 from shopstream.db.models import Order, OrderLineRow, OrderStatusHistory
 from shopstream.events import (
     DomainEvent,
@@ -130,11 +130,13 @@ class OrderStateProjection(Projection):
         return rejections
 
     def _load(self, connection: Connection, order_ids: set[str]) -> dict[str, OrderRow]:
-        loaded: dict[str, OrderRow] = {}
-        for condition in keys_in(connection, orders.c.order_id, sorted(order_ids)):
-            for row in connection.execute(select(orders).where(condition)):
-                loaded[row.order_id] = OrderRow(values=dict(row._mapping), is_new=False)
-        return loaded
+        if not order_ids:
+            return {}
+        query = select(orders).where(key_in(connection, orders.c.order_id, sorted(order_ids)))
+        return {
+            row.order_id: OrderRow(values=dict(row._mapping), is_new=False)
+            for row in connection.execute(query)
+        }
 
     def _apply_one(
         self, rows: dict[str, OrderRow], env: Envelope, history: list[dict[str, Any]]

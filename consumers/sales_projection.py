@@ -53,7 +53,7 @@ from sqlalchemy import Connection, Table, bindparam, case, select, update
 from consumers.order_state import OrderStatus, TransitionRefused, check_payment, next_status
 from consumers.projection import Envelope, Projection, Rejection
 from schemas import ORDER_TOPIC
-from shopstream.db.bulk import dialect_insert, execute_rows, insert_rows, keys_in
+from shopstream.db.bulk import dialect_insert, execute_rows, insert_rows, key_in
 from shopstream.db.models import CustomerStats, ProductSales, SalesOrder, SalesOrderLine
 from shopstream.events import DomainEvent, OrderCancelled, OrderCreated, OrderPaid
 
@@ -227,24 +227,25 @@ def units_by_sku(lines: Iterable[SoldLine]) -> dict[str, tuple[int, Decimal]]:
 def load_orders(connection: Connection, order_ids: set[str]) -> dict[str, SalesOrderState]:
     ids = sorted(order_ids)
     orders: dict[str, SalesOrderState] = {}
-    for condition in keys_in(connection, sales_orders.c.order_id, ids):
-        for row in connection.execute(select(sales_orders).where(condition)):
-            orders[row.order_id] = SalesOrderState(
-                order_id=row.order_id,
-                customer_id=row.customer_id,
-                status=OrderStatus(row.status),
-                total=row.total,
-                currency=row.currency,
-                lines=[],
-            )
-    for condition in keys_in(connection, sales_order_lines.c.order_id, ids):
-        lines = connection.execute(
-            select(sales_order_lines)
-            .where(condition)
-            .order_by(sales_order_lines.c.order_id, sales_order_lines.c.line_no)
+    if not ids:
+        return orders
+    query = select(sales_orders).where(key_in(connection, sales_orders.c.order_id, ids))
+    for row in connection.execute(query):
+        orders[row.order_id] = SalesOrderState(
+            order_id=row.order_id,
+            customer_id=row.customer_id,
+            status=OrderStatus(row.status),
+            total=row.total,
+            currency=row.currency,
+            lines=[],
         )
-        for line in lines:
-            orders[line.order_id].lines.append(SoldLine(line.sku, line.quantity, line.unit_price))
+    lines = connection.execute(
+        select(sales_order_lines)
+        .where(key_in(connection, sales_order_lines.c.order_id, ids))
+        .order_by(sales_order_lines.c.order_id, sales_order_lines.c.line_no)
+    )
+    for line in lines:
+        orders[line.order_id].lines.append(SoldLine(line.sku, line.quantity, line.unit_price))
     return orders
 
 

@@ -13,7 +13,7 @@ formatted into SQL.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from itertools import chain
 from operator import itemgetter
@@ -62,11 +62,11 @@ class CompiledDml:
         return values if self.positional else dict(zip(self.names, values, strict=True))
 
 
-def keys_in(
+def key_in(
     connection: Connection, column: ColumnElement[Any], keys: Sequence[Any]
-) -> Iterator[ColumnElement[bool]]:
-    """The condition matching the rows whose ``column`` is one of ``keys`` (none when
-    there are no keys), with all the keys in ONE bound parameter, whatever their number:
+) -> ColumnElement[bool]:
+    """The condition matching the rows whose ``column`` is one of ``keys``, with all the
+    keys in ONE bound parameter, whatever their number:
 
     * PostgreSQL: ``column = ANY(:keys)``, an array;
     * SQLite: ``column IN (SELECT value FROM json_each(:keys))``, a JSON array.
@@ -74,15 +74,12 @@ def keys_in(
     One statement per batch instead of one per chunk of keys matters on the writer
     thread: every statement gives the GIL away and has to win it back.
     """
-    if not keys:
-        return
     if connection.dialect.name == "postgresql":
         array = bindparam("keys", list(keys), type_=postgresql.ARRAY(column.type), unique=True)
-        yield column == any_(array)
-        return
+        return column == any_(array)
     listed = bindparam("keys", json.dumps(list(keys)), type_=String, unique=True)
     values = func.json_each(listed).table_valued("value")
-    yield column.in_(select(values.c.value))
+    return column.in_(select(values.c.value))
 
 
 @lru_cache(maxsize=256)
