@@ -36,6 +36,7 @@ from schemas import CART_TOPIC, ORDER_TOPIC
 from shopstream.config import Settings
 from shopstream.events import DomainEvent
 from shopstream.kafka import make_admin, producer_config
+from shopstream.prefix import delete_prefixed_data
 from shopstream.serde import EncodedEvent
 
 PARTITIONS = 6
@@ -56,12 +57,6 @@ def create_topics(settings: Settings, prefix: str) -> list[str]:
     for future in admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names]).values():
         future.result(timeout=30)
     return names
-
-
-def delete_topics(settings: Settings, names: list[str]) -> None:
-    admin = make_admin(settings)
-    for future in admin.delete_topics(names, operation_timeout=10).values():
-        future.exception(timeout=15)
 
 
 def raw_run(settings: Settings, encoded: Sequence[EncodedEvent]) -> float:
@@ -135,7 +130,7 @@ def main() -> None:
     settings = Settings.load()
     prefix = f"bench-{uuid.uuid4().hex[:8]}-"
     events = simulated(args.events)
-    topics = create_topics(settings, prefix)
+    create_topics(settings, prefix)
     try:
         serializer = EventProducer(settings, ProducerOptions(topic_prefix=prefix)).serializer
         serializer.prepare()
@@ -155,7 +150,7 @@ def main() -> None:
             for name, run in runs.items():
                 timings[name] = min(timings[name], run())
     finally:
-        delete_topics(settings, topics)
+        delete_prefixed_data(Settings.load(shopstream_topic_prefix=prefix))
     report(len(events), timings)
 
 
