@@ -18,11 +18,13 @@ from functools import lru_cache
 from itertools import chain
 from operator import itemgetter
 from sqlite3 import SQLITE_LIMIT_VARIABLE_NUMBER
-from typing import Any
+from typing import Any, cast
 
+import psycopg
 from psycopg import sql
 from sqlalchemy import Connection, Dialect, String, Table, any_, bindparam, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeEngine
@@ -52,13 +54,19 @@ class CompiledDml:
         self._pick = itemgetter(*names) if len(names) > 1 else lambda row: (row[names[0]],)
         self._processed = [(i, p) for i, p in enumerate(processors) if p is not None]
 
-    def bind(self, row: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
+    def values(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
+        """``row``'s values in :attr:`names` order, through the types' bind processors."""
         values: tuple[Any, ...] = self._pick(row)
         if self._processed:
             processed = list(values)
             for index, process in self._processed:
                 processed[index] = process(processed[index])
             values = tuple(processed)
+        return values
+
+    def bind(self, row: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
+        """``row`` as the driver's parameters: a tuple, or a dict for named paramstyles."""
+        values = self.values(row)
         return values if self.positional else dict(zip(self.names, values, strict=True))
 
 
@@ -182,20 +190,29 @@ def _executemany(
 
 
 def _copy_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    names = list(rows[0])
-    dialect = connection.dialect
-    processors = [_processor(table.c[name].type, dialect) for name in names]
+    """``COPY table (columns) FROM STDIN``, each row bound like an INSERT's. Driver errors
+    are raised as SQLAlchemy's (an unreachable database is an OperationalError, and the
+    connection is invalidated), as for every other statement."""
+    one_row = compile_dml(_plain_insert(table), connection.dialect, tuple(rows[0]))
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(table.name), sql.SQL(", ").join(sql.Identifier(n) for n in names)
+        sql.Identifier(table.name), sql.SQL(", ").join(sql.Identifier(n) for n in one_row.names)
     )
     driver = connection.connection.driver_connection
     if driver is None:
         raise RuntimeError("no driver connection")
-    with driver.cursor() as cursor, cursor.copy(statement) as copy:
-        for row in rows:
-            copy.write_row(
-                [
-                    process(row[name]) if process else row[name]
-                    for name, process in zip(names, processors, strict=True)
-                ]
-            )
+    try:
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(one_row.values(row))
+    except psycopg.Error as exc:
+        disconnected = connection.dialect.is_disconnect(cast(Any, exc), driver, None)
+        if disconnected:
+            connection.invalidate(exc)
+        raise DBAPIError.instance(
+            f"COPY {table.name}",
+            None,
+            exc,
+            psycopg.Error,
+            connection_invalidated=disconnected,
+            dialect=connection.dialect,
+        ) from exc

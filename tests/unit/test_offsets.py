@@ -6,8 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 
-from consumers.offsets import OffsetConflict, OffsetStore, ProcessedEvents
+from consumers.offsets import OffsetConflict, OffsetStore, ProcessedEvents, processed_table
+from shopstream.db.bulk import insert_rows
 from shopstream.db.engine import make_engine
 from shopstream.db.migrate import upgrade
 
@@ -73,3 +75,14 @@ def test_claim_returns_only_ids_never_processed(engine: Engine) -> None:
         assert processed.claim(connection, ["c", "d"]) == {"d"}
         assert ProcessedEvents("sales-projection").claim(connection, ["a"]) == {"a"}
         assert processed.seen(connection, ["a", "c", "e"]) == {"a", "c"}
+
+
+def test_bulk_writes_raise_sqlalchemy_errors(engine: Engine) -> None:
+    """COPY (PostgreSQL) and multi-row inserts (SQLite) fail like any other statement,
+    so the runtime can tell a database outage (OperationalError) from a bug."""
+    processed = ProcessedEvents("order-state")
+    with engine.begin() as connection:
+        processed.claim(connection, ["a"])
+    row = {"group_id": "order-state", "event_id": "a", "outcome": "applied"}
+    with pytest.raises(IntegrityError), engine.begin() as connection:
+        insert_rows(connection, processed_table, [row])
