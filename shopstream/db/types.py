@@ -24,11 +24,16 @@ def _sqlite_cents(value: Decimal | None) -> int | None:
     return int(Decimal(value).scaleb(2).to_integral_exact())
 
 
+def _as_utc(value: datetime) -> datetime:
+    """``value`` in UTC (naive means UTC)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def _sqlite_utc_text(value: datetime | None) -> str | None:
     if value is None:
         return None
     if value.tzinfo is not UTC:
-        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        value = _as_utc(value)
     return value.isoformat(" ", "microseconds")[:26]
 
 
@@ -69,9 +74,7 @@ class UtcDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
         if value is None:
             return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        value = value.astimezone(UTC)
+        value = _as_utc(value)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
