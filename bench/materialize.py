@@ -31,6 +31,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer
 
+from consumers.gc_tuning import tuned_garbage_collector
 from consumers.metrics import ConsumerMetrics
 from consumers.order_state import OrderStateProjection
 from consumers.projection import Envelope
@@ -160,7 +161,8 @@ def materialize(settings: Settings, database_url: str) -> tuple[float, int]:
         lambda applied, _at: commits.append((time.perf_counter(), len(applied)))
     )
     runner.start()
-    runner.run()
+    with tuned_garbage_collector():  # as the consumer daemon runs its groups
+        runner.run()
     runner.close()
     engine.dispose()
     if len(commits) < 2:
@@ -191,32 +193,33 @@ def latency(settings: Settings, database_url: str, rate: int, seconds: float) ->
 
     runner.add_commit_listener(on_commit)
     runner.start()
-    worker = threading.Thread(target=runner.run, daemon=True)
-    worker.start()
-    time.sleep(2.0)  # let the group join before the clock starts
-    serializer = EventSerializer(
-        make_registry_client(settings.registry_config()),
-        catalog=load_catalog().with_topic_prefix(settings.shopstream_topic_prefix),
-    )
-    producer: Producer = make_producer(settings, **{"linger.ms": 1})
-    events = list(life_cycles(int(rate * seconds / 4) + 1, seed=99))[: int(rate * seconds)]
-    started = time.perf_counter()
-    for index, event in enumerate(events):
-        due = started + index / rate
-        while (now := time.perf_counter()) < due:
-            producer.poll(min(0.001, due - now))
-        stamped = replace(event, occurred_at=now_utc())
-        encoded = serializer.encode(stamped)
-        producer.produce(
-            encoded.topic, key=encoded.key, value=encoded.value, headers=encoded.headers
+    with tuned_garbage_collector():  # as the consumer daemon runs its groups
+        worker = threading.Thread(target=runner.run, daemon=True)
+        worker.start()
+        time.sleep(2.0)  # let the group join before the clock starts
+        serializer = EventSerializer(
+            make_registry_client(settings.registry_config()),
+            catalog=load_catalog().with_topic_prefix(settings.shopstream_topic_prefix),
         )
-        producer.poll(0)
-    producer.flush(30)
-    deadline = time.monotonic() + 30
-    while len(latencies) < len(events) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    stop.set()
-    worker.join(30)
+        producer: Producer = make_producer(settings, **{"linger.ms": 1})
+        events = list(life_cycles(int(rate * seconds / 4) + 1, seed=99))[: int(rate * seconds)]
+        started = time.perf_counter()
+        for index, event in enumerate(events):
+            due = started + index / rate
+            while (now := time.perf_counter()) < due:
+                producer.poll(min(0.001, due - now))
+            stamped = replace(event, occurred_at=now_utc())
+            encoded = serializer.encode(stamped)
+            producer.produce(
+                encoded.topic, key=encoded.key, value=encoded.value, headers=encoded.headers
+            )
+            producer.poll(0)
+        producer.flush(30)
+        deadline = time.monotonic() + 30
+        while len(latencies) < len(events) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        stop.set()
+        worker.join(30)
     runner.close()
     engine.dispose()
     return latencies

@@ -3,7 +3,8 @@
 Each group gets its own thread, consumer and dead-letter producer; they share one
 database engine, one Prometheus registry and one HTTP endpoint. On SIGTERM or SIGINT
 every group finishes the batch in hand, commits, leaves the group, and the process
-exits 0 — or 1 if that takes longer than ``shutdown_timeout_s``.
+exits 0 — or 1 if that takes longer than ``shutdown_timeout_s``. While the groups run,
+the garbage collector is set for streaming (:mod:`consumers.gc_tuning`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
 
+from consumers.gc_tuning import tuned_garbage_collector
 from consumers.groups import projection_for
 from consumers.health import HealthServer
 from consumers.metrics import ConsumerMetrics
@@ -93,13 +95,15 @@ class ConsumerDaemon:
         try:
             for worker in self._workers:
                 worker.runner.start()
-                worker.thread.start()
-            log.info("daemon running", groups=self._groups, http_port=self.http_port)
-            while any(w.thread.is_alive() for w in self._workers) and not self._stop.is_set():
-                time.sleep(0.2)
-                if any(w.error is not None for w in self._workers):
-                    self._stop.set()
-            return self._shutdown()
+            with tuned_garbage_collector():
+                for worker in self._workers:
+                    worker.thread.start()
+                log.info("daemon running", groups=self._groups, http_port=self.http_port)
+                while any(w.thread.is_alive() for w in self._workers) and not self._stop.is_set():
+                    time.sleep(0.2)
+                    if any(w.error is not None for w in self._workers):
+                        self._stop.set()
+                return self._shutdown()
         finally:
             self._restore_signals(previous)
             if self._http:
