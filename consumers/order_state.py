@@ -98,13 +98,11 @@ class OrderRow:
     """One order's row, loaded or created within a batch."""
 
     values: dict[str, Any]
+    status: OrderStatus
+    """The order's status (``values["status"]`` holds its text for the database)."""
     is_new: bool
     dirty: bool = False
     lines: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def status(self) -> OrderStatus:
-        return OrderStatus(self.values["status"])
 
 
 orders: Table = Order.__table__  # type: ignore[assignment]
@@ -134,7 +132,9 @@ class OrderStateProjection(Projection):
             return {}
         query = select(orders).where(key_in(connection, orders.c.order_id, sorted(order_ids)))
         return {
-            row.order_id: OrderRow(values=dict(row._mapping), is_new=False)
+            row.order_id: OrderRow(
+                values=dict(row._mapping), status=OrderStatus(row.status), is_new=False
+            )
             for row in connection.execute(query)
         }
 
@@ -238,7 +238,7 @@ def _created_row(event: OrderCreated) -> OrderRow:
         }
         for number, line in enumerate(event.lines, start=1)
     ]
-    return OrderRow(values=values, is_new=True, lines=lines)
+    return OrderRow(values=values, status=S.PENDING_PAYMENT, is_new=True, lines=lines)
 
 
 def _transition(row: OrderRow, event: DomainEvent, target: OrderStatus, at: datetime) -> None:
@@ -252,5 +252,6 @@ def _transition(row: OrderRow, event: DomainEvent, target: OrderStatus, at: date
         values.update(carrier=event.carrier, tracking_number=event.tracking_number, shipped_at=at)
     elif isinstance(event, OrderCancelled):
         values.update(cancel_reason=event.reason, cancelled_at=at)
+    row.status = target
     values["status"] = target.value
     values["updated_at"] = at
