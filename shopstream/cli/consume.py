@@ -36,6 +36,15 @@ def consume(
         bool,
         typer.Option(help="Exit 0 once every assigned partition reached its end offset at start."),
     ] = False,
+    background_writes: Annotated[
+        bool | None,
+        typer.Option(
+            "--background-writes/--no-background-writes",
+            help="Write each batch on a separate thread while the next one is decoded "
+            "(default: on for PostgreSQL, off for SQLite).",
+            show_default=False,
+        ),
+    ] = None,
     http_port: Annotated[
         int, typer.Option(help="Port of /healthz, /readyz, /metrics (0: any free port, -1: off).")
     ] = 9400,
@@ -50,7 +59,10 @@ def consume(
         raise typer.BadParameter(f"{http_port} is not a port number", param_hint="'--http-port'")
     settings = settings_from(ctx)
     runtime = RuntimeOptions(
-        batch_size=batch_size, batch_wait_s=batch_wait, until_caught_up=until_caught_up
+        batch_size=batch_size,
+        batch_wait_s=batch_wait,
+        until_caught_up=until_caught_up,
+        background_writes=background_writes,
     )
     if groups[0] == REBUILD:
         from consumers.rebuild import rebuild_groups

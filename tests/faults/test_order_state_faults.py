@@ -62,8 +62,9 @@ def test_kill9_in_the_middle_of_batches(run: FaultRun) -> None:
     assert run.faults["kill -9 consumer daemon"] >= 6
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_two_daemons_with_partitions_moving(run: FaultRun) -> None:
+    """Two members of the group (on SQLite: two writers of one file) while partitions
+    move between them on kill -9 and on clean leaves."""
     run.produced = simulated_events(orders=700, customers=150, seed=6, invalid_rate=0.03)
     producer = BackgroundProducer(run.settings, run.produced, rate=2000).start()
     daemons = [run.daemon([GROUP]).start(), run.daemon([GROUP]).start()]
