@@ -140,10 +140,43 @@ def _local_stack(cleanup: contextlib.ExitStack) -> StackEndpoints:
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[StackEndpoints]:
+def used_names() -> list[str]:
+    """Every :func:`unique_name` handed out in this session."""
+    return []
+
+
+@pytest.fixture(scope="session")
+def stack(used_names: list[str]) -> Iterator[StackEndpoints]:
     """The running stack for this test session (see the module docstring)."""
     with contextlib.ExitStack() as cleanup:
-        yield _env_stack() or _container_stack(cleanup) or _local_stack(cleanup)
+        shared = _env_stack()
+        if shared is not None:  # a developer's stack: leave it as it was found
+            cleanup.callback(_delete_test_data, shared, used_names)
+        yield shared or _container_stack(cleanup) or _local_stack(cleanup)
+
+
+def _delete_test_data(endpoints: StackEndpoints, names: list[str]) -> None:
+    """Delete the topics and registry subjects named after this session's unique names
+    (best effort), so runs against a long-lived stack do not pile them up."""
+    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    prefixes = tuple(names)
+    if not prefixes:
+        return
+    admin = AdminClient({"bootstrap.servers": endpoints.bootstrap_servers})
+    with contextlib.suppress(Exception):
+        topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefixes)]
+        for future in admin.delete_topics(topics, operation_timeout=30).values() if topics else []:
+            with contextlib.suppress(Exception):
+                future.result(30)
+    registry = SchemaRegistryClient({"url": endpoints.registry_url})
+    with contextlib.suppress(Exception):
+        for subject in registry.get_subjects():
+            if subject.startswith(prefixes):
+                with contextlib.suppress(Exception):
+                    registry.delete_subject(subject, permanent=False)
+                    registry.delete_subject(subject, permanent=True)
 
 
 @pytest.fixture
@@ -165,10 +198,12 @@ def local_stack(stack: StackEndpoints) -> Iterator[LocalStack]:
 
 
 @pytest.fixture
-def unique_name(request: pytest.FixtureRequest) -> str:
+def unique_name(request: pytest.FixtureRequest, used_names: list[str]) -> str:
     """A short name no other test (or run) uses, for topics and consumer groups."""
     base = "".join(c if c.isalnum() else "-" for c in request.node.name)[:40].strip("-")
-    return f"t-{base}-{uuid.uuid4().hex[:8]}"
+    name = f"t-{base}-{uuid.uuid4().hex[:8]}"
+    used_names.append(name)
+    return name
 
 
 @contextlib.contextmanager
