@@ -4,18 +4,25 @@ Prints events/s applied by order-state into SQLite and into PostgreSQL beside th
 rate of the same consumer decoding without a database (the baseline), the ratios,
 and the end-to-end latency (p50/p99) from produce to committed row at a fixed rate.
 
+Each database is measured with one member in the group (one process: the GIL makes
+it a one-core consumer) and with ``--members`` processes in the group, the way the
+group scales out: its steady rate while every member is consuming (from the moment
+the last one committed its first batch to the moment the first one is done).
+
 Needs a running stack (``shopstream stack up --postgres``) and reads
 KAFKA_BOOTSTRAP_SERVERS / SCHEMA_REGISTRY_URL; PostgreSQL from ``--postgres-url`` or
 BENCH_POSTGRES_URL (skipped when neither is given). Everything it writes lives under
 a unique topic prefix, group ids and database, so it never touches real data, and
 all of it (topics, subjects, databases) is deleted when the run ends.
 
-    python bench/materialize.py [--orders 25000] [--rate 1000] [--latency-seconds 10]
+    python bench/materialize.py [--orders 60000] [--members 2] [--rate 1000]
+                                [--latency-seconds 10] [--postgres-url URL]
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import random
 import statistics
@@ -23,13 +30,16 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import replace
 from decimal import Decimal
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Event
 from pathlib import Path
+from typing import cast
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from consumers.gc_tuning import tuned_garbage_collector
 from consumers.metrics import ConsumerMetrics
@@ -54,6 +64,14 @@ from shopstream.kafka import create_topics, make_consumer, make_producer, projec
 from shopstream.logs import configure_logging
 from shopstream.prefix import delete_prefixed_data
 from shopstream.serde import EventDeserializer, EventSerializer, make_registry_client
+
+Headers = list[tuple[str, str | bytes | None]]
+
+PARTITIONS = 6
+"""Partitions of the event topics (``shopstream topics create``'s default)."""
+
+BATCH_SIZE = 5000
+"""Messages per batch for the throughput runs (the daemon's --batch-size)."""
 
 
 def life_cycles(orders: int, seed: int = 11) -> Iterator[DomainEvent]:
@@ -108,7 +126,10 @@ def produce_all(settings: Settings, prefix: str, events: list[DomainEvent]) -> N
         while True:
             try:
                 producer.produce(
-                    encoded.topic, key=encoded.key, value=encoded.value, headers=encoded.headers
+                    encoded.topic,
+                    key=encoded.key,
+                    value=encoded.value,
+                    headers=cast(Headers, encoded.headers),
                 )
                 break
             except BufferError:
@@ -140,6 +161,58 @@ def baseline_decode(settings: Settings, topic: str, total: int) -> float:
     return total / elapsed
 
 
+def baseline_decode_members(settings: Settings, topic: str, members: int) -> float:
+    """Events/s of ``members`` decode-only processes sharing the topic's partitions.
+
+    Each is assigned its share of the partitions outright (no group to join), all
+    start together; timed until the last one has decoded its share.
+    """
+    context = multiprocessing.get_context("spawn")
+    results: Queue[tuple[int, float]] = context.Queue()
+    go = context.Event()
+    shares = [list(range(member, PARTITIONS, members)) for member in range(members)]
+    processes = [
+        context.Process(
+            target=_decode_member,
+            args=(settings.shopstream_topic_prefix, topic, share, results, go),
+            daemon=True,
+        )
+        for share in shares
+    ]
+    for process in processes:
+        process.start()
+    time.sleep(3.0)  # let every process import and connect before the clock starts
+    started = time.time()
+    go.set()
+    finished = [results.get(timeout=600) for _ in processes]
+    for process in processes:
+        process.join(60)
+    total = sum(count for count, _ in finished)
+    return total / (max(at for _, at in finished) - started)
+
+
+def _decode_member(
+    prefix: str, topic: str, partitions: list[int], results: Queue[tuple[int, float]], go: Event
+) -> None:
+    """Decode ``partitions`` of ``topic`` to their end; report (events, finish time)."""
+    settings = Settings.load(shopstream_topic_prefix=prefix)
+    ends = end_offsets(settings, [(topic, p) for p in partitions])
+    consumer: Consumer = make_consumer(settings, f"bench-baseline-{uuid.uuid4().hex[:8]}")
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    deserializer = EventDeserializer(make_registry_client(settings.registry_config()))
+    remaining = sum(ends.values())
+    count = 0
+    go.wait(120)
+    while count < remaining:
+        for message in consumer.consume(num_messages=BATCH_SIZE, timeout=0.2):
+            if message.error() is None:
+                deserializer.decode(message.value())
+                count += 1
+    finished = time.time()
+    consumer.close()
+    results.put((count, finished))
+
+
 def materialize(settings: Settings, database_url: str) -> tuple[float, int]:
     """Events/s applied by order-state from the beginning of the topic until caught up.
 
@@ -153,7 +226,7 @@ def materialize(settings: Settings, database_url: str) -> tuple[float, int]:
         OrderStateProjection(),
         engine,
         ConsumerMetrics(),
-        RuntimeOptions(until_caught_up=True, batch_size=5000),
+        RuntimeOptions(until_caught_up=True, batch_size=BATCH_SIZE),
         threading.Event(),
     )
     commits: list[tuple[float, int]] = []
@@ -169,6 +242,74 @@ def materialize(settings: Settings, database_url: str) -> tuple[float, int]:
         raise SystemExit("too few batches to time; produce more events (--orders)")
     counted = sum(n for _, n in commits[1:])
     return counted / (commits[-1][0] - commits[0][0]), runner.events_applied
+
+
+Commits = list[tuple[float, int]]
+"""(wall-clock time of a batch's commit, events it applied), in commit order."""
+
+
+def materialize_members(settings: Settings, database_url: str, members: int) -> float:
+    """Events/s applied by the order-state group with ``members`` processes in it.
+
+    The steady rate while all of them consume: from the moment the last member
+    committed its first batch to the moment the first one committed its last.
+    """
+    upgrade_engine = make_engine(database_url)
+    upgrade(upgrade_engine)
+    upgrade_engine.dispose()
+    context = multiprocessing.get_context("spawn")  # never fork librdkafka's threads
+    results: Queue[Commits] = context.Queue()
+    go = context.Event()
+    processes = [
+        context.Process(
+            target=_member,
+            args=(settings.shopstream_topic_prefix, database_url, results, go),
+            daemon=True,
+        )
+        for _ in range(members)
+    ]
+    for process in processes:
+        process.start()
+    go.set()
+    per_member = [results.get(timeout=600) for _ in processes]
+    for process in processes:
+        process.join(60)
+    return steady_rate(per_member)
+
+
+def _member(prefix: str, database_url: str, results: Queue[Commits], go: Event) -> None:
+    """One member process of the group (see :func:`materialize_members`)."""
+    configure_logging("WARNING")
+    engine = make_engine(database_url)
+    runner = GroupRunner(
+        Settings.load(shopstream_topic_prefix=prefix),
+        OrderStateProjection(),
+        engine,
+        ConsumerMetrics(),
+        RuntimeOptions(until_caught_up=True, batch_size=BATCH_SIZE),
+        threading.Event(),
+    )
+    commits: Commits = []
+    runner.add_commit_listener(lambda applied, at: commits.append((at, len(applied))))
+    runner.start()
+    go.wait(120)
+    with tuned_garbage_collector():
+        runner.run()
+    runner.close()
+    engine.dispose()
+    results.put(commits)
+
+
+def steady_rate(per_member: Sequence[Commits]) -> float:
+    """Events/s committed while every member was consuming (see :func:`materialize_members`)."""
+    if any(len(commits) < 2 for commits in per_member):
+        raise SystemExit("a member applied fewer than two batches; produce more (--orders)")
+    began = max(commits[0][0] for commits in per_member)
+    ended = min(commits[-1][0] for commits in per_member)
+    if ended - began < 1.0:
+        raise SystemExit("the members overlapped for under a second; produce more (--orders)")
+    counted = sum(n for commits in per_member for at, n in commits if began < at <= ended)
+    return counted / (ended - began)
 
 
 def latency(settings: Settings, database_url: str, rate: int, seconds: float) -> list[float]:
@@ -211,7 +352,10 @@ def latency(settings: Settings, database_url: str, rate: int, seconds: float) ->
             stamped = replace(event, occurred_at=now_utc())
             encoded = serializer.encode(stamped)
             producer.produce(
-                encoded.topic, key=encoded.key, value=encoded.value, headers=encoded.headers
+                encoded.topic,
+                key=encoded.key,
+                value=encoded.value,
+                headers=cast(Headers, encoded.headers),
             )
             producer.poll(0)
         producer.flush(30)
@@ -232,7 +376,8 @@ def percentile(values: list[float], share: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="order-state materialization benchmark")
-    parser.add_argument("--orders", type=int, default=25_000)
+    parser.add_argument("--orders", type=int, default=60_000)
+    parser.add_argument("--members", type=int, default=2, help="processes in the group")
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL"))
@@ -262,20 +407,31 @@ def run(args: argparse.Namespace, cleanup: ExitStack) -> None:
     print(f"producing {len(events)} order events to {prefix}{ORDER_TOPIC} ...", flush=True)
     produce_all(settings, prefix, events)
     topic = settings.topic(ORDER_TOPIC)
-    total = sum(end_offsets(settings, [(topic, p) for p in range(6)]).values())
+    total = sum(end_offsets(settings, [(topic, p) for p in range(PARTITIONS)]).values())
 
-    rows: list[tuple[str, float]] = []
-    rows.append(("decode only (baseline)", baseline_decode(settings, topic, total)))
+    one = baseline_decode(settings, topic, total)
+    rows: list[tuple[str, float, float]] = [("decode only (baseline)", one, one)]
+    several = one
+    if args.members > 1:
+        several = baseline_decode_members(settings, topic, args.members)
+        rows.append((f"decode only, {args.members} processes (baseline)", several, several))
     tmp = Path(cleanup.enter_context(tempfile.TemporaryDirectory()))
-    rate, _ = materialize(settings, f"sqlite:///{tmp / 'bench.db'}")
-    rows.append(("order-state -> SQLite", rate))
+
+    def fresh_sqlite() -> str:
+        return f"sqlite:///{tmp / f'bench-{uuid.uuid4().hex[:8]}.db'}"
+
+    databases: list[tuple[str, Callable[[], str]]] = [("SQLite", fresh_sqlite)]
     if args.postgres_url:
-        rate, _ = materialize(settings, fresh_database())
-        rows.append(("order-state -> PostgreSQL", rate))
-    baseline = rows[0][1]
-    print(f"\n{'consumer':28s} {'events/s':>10s} {'ratio to baseline':>18s}")
-    for name, value in rows:
-        print(f"{name:28s} {value:10.0f} {value / baseline:18.2f}")
+        databases.append(("PostgreSQL", fresh_database))
+    for name, new_database in databases:
+        rate, _ = materialize(settings, new_database())
+        rows.append((f"order-state -> {name}, 1 member", rate, one))
+        if args.members > 1:
+            rate = materialize_members(settings, new_database(), args.members)
+            rows.append((f"order-state -> {name}, {args.members} members", rate, several))
+    print(f"\n{'consumer':44s} {'events/s':>10s} {'ratio to its baseline':>22s}")
+    for name, value, baseline in rows:
+        print(f"{name:44s} {value:10.0f} {value / baseline:22.2f}")
     if not args.postgres_url:
         print("(PostgreSQL skipped: pass --postgres-url or BENCH_POSTGRES_URL)")
 
