@@ -22,6 +22,10 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+WAL_AUTOCHECKPOINT_PAGES = 10_000
+"""SQLite pages (4 KiB) the WAL may hold before a commit checkpoints it."""
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine with sane settings: WAL and a busy timeout on SQLite, pre-ping on PostgreSQL."""
     url = normalize_url(url)
@@ -40,6 +44,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA cache_size=-65536")
+    # Checkpoint the WAL into the database every ~40 MiB rather than SQLite's 4 MiB: a
+    # consumer's batch writes a few MiB, so the default checkpointed (and synced) on
+    # nearly every commit. Measured: commit 3.3 → 2.2 µs per event, about 7 % of an
+    # order-state batch.
+    cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
     cursor.close()
 
 
