@@ -9,6 +9,7 @@ back and it re-reads the offsets.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -28,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 
-from shopstream.db.bulk import execute_rows, insert_rows, key_in
+from shopstream.db.bulk import execute_rows, key_in
 from shopstream.db.models import ConsumerOffset, ProcessedEvent
 
 offsets_table: Table = ConsumerOffset.__table__  # type: ignore[assignment]
@@ -177,11 +178,12 @@ class ProcessedEvents:
         """
         seen = self.seen(connection, ids)
         new = [i for i in ids if i not in seen]
-        insert_rows(
-            connection,
-            processed_table,
-            [{"group_id": self.group_id, "event_id": i, "outcome": APPLIED} for i in new],
-        )
+        if new:  # one statement, the ids in one JSON array parameter
+            listed = bindparam("ids", json.dumps(new), type_=String)
+            each = func.json_each(listed).table_valued("value")
+            rows = select(literal(self.group_id, String), each.c.value, literal(APPLIED, String))
+            columns = ["group_id", "event_id", "outcome"]
+            connection.execute(insert(processed_table).from_select(columns, rows))
         return set(new)
 
     def _claim_postgresql(self, connection: Connection, ids: list[str]) -> set[str]:
