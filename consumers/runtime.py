@@ -346,13 +346,13 @@ class GroupRunner:
     def _decode(self, batch: Sequence[Message]) -> _Decoded:
         envelopes: list[Envelope] = []
         letters: list[DeadLetter] = []
-        moves: dict[TopicPartitionKey, tuple[int, int]] = {}
+        last: dict[TopicPartitionKey, int] = {}
+        decode = self._deserializer.decode
         for message in batch:
             topic, partition, offset = coordinates(message)
-            key = (topic, partition)
-            moves[key] = (moves[key][0] if key in moves else self._next[key], offset + 1)
+            last[(topic, partition)] = offset
             try:
-                decoded = self._deserializer.decode(message.value())
+                decoded = decode(message.value())
             except DecodeError as exc:
                 letters.append(_letter(message, exc.reason, exc.message))
                 continue
@@ -360,6 +360,7 @@ class GroupRunner:
                 letters.append(_letter(message, "invalid-event", exc.message))
                 continue
             envelopes.append(Envelope(decoded.event, topic, partition, offset))
+        moves = {key: (self._next[key], offset + 1) for key, offset in last.items()}
         return _Decoded(envelopes, letters, moves, batch)
 
     def _decode_with_retry(self, batch: Sequence[Message]) -> _Decoded | None:

@@ -19,7 +19,7 @@ import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import fastavro
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
@@ -171,8 +171,9 @@ class WriterSchema:
     """None when the writer schema is the reader schema (no resolution needed)."""
 
 
-@dataclass(frozen=True, slots=True)
-class DecodedEvent:
+class DecodedEvent(NamedTuple):
+    """A decoded event and the id of the schema it was written with."""
+
     event: DomainEvent
     schema_id: int
 
