@@ -25,8 +25,8 @@ On SQLite the transaction runs on the polling thread itself (same steps, nothing
 overlaps). SQLite works inside this process, so a writer thread only adds GIL
 hand-offs, and it holds the database's single write lock while waiting for them,
 which stalls every other member of the group writing to the same file. Measured with
-two members on SQLite: about 30k events/s with the writer thread, over 40k without;
-with one member the two are equal (``RuntimeOptions.background_writes``).
+two members on SQLite: 26-34k events/s with the writer thread, 40-45k without; with
+one member the two are about equal (``RuntimeOptions.background_writes``).
 
 A database that fails is retried with backoff while the partitions are paused and
 the consumer keeps polling (it stays in the group); nothing is skipped. A broker that
