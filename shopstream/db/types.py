@@ -8,9 +8,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import lru_cache
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, Dialect, Numeric
