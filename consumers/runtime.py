@@ -451,7 +451,7 @@ class GroupRunner:
                 self._pending.add((topic, partition))
 
     def _apply_in_transaction(self, decoded: _Decoded) -> _Outcome:
-        """One batch, one transaction (runs on the writer thread)."""
+        """One batch, one transaction (on the writer: its thread, or this one on SQLite)."""
         with self._engine.begin() as connection:
             self._offsets.advance(connection, decoded.moves)
             fresh = self._claim_fresh(connection, decoded.envelopes)
