@@ -105,7 +105,7 @@ class _Decoded:
 
 @dataclass(frozen=True)
 class _Outcome:
-    """What one batch's transaction did (returned by the writer thread)."""
+    """What one batch's transaction did (returned by the writer)."""
 
     applied: list[Envelope]
     rejected: list[Rejection]
@@ -115,7 +115,7 @@ class _Outcome:
 
 @dataclass(frozen=True)
 class _InFlight:
-    """The batch whose transaction the writer thread is running."""
+    """The batch whose transaction the writer runs (or, on the caller's thread, ran)."""
 
     decoded: _Decoded
     started: float
