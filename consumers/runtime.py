@@ -159,6 +159,8 @@ class GroupRunner:
         self._backoff = options.backoff_initial_s
         self._pending: set[TopicPartitionKey] = set()
         self._end_at_start: dict[TopicPartitionKey, int] = {}
+        self._group_end_at_start: dict[TopicPartitionKey, int] = {}
+        self._next_group_check = 0.0
         self._ever_assigned = False
         self._commit_listeners: list[Callable[[list[Envelope], float], None]] = []
         self.last_progress = time.monotonic()
@@ -248,7 +250,7 @@ class GroupRunner:
                 self._settle()  # nothing new: account for the batch in flight now
             if self._options.until_caught_up and self._is_caught_up(self._next):
                 self._settle()
-                if self._is_caught_up(self._expected):
+                if self._is_caught_up(self._expected) and self._group_caught_up():
                     self.caught_up = True
                     self._log.info("caught up", applied=self.events_applied)
                     return
@@ -556,6 +558,45 @@ class GroupRunner:
             self._end_at_start.update(end_offsets(self.settings, unknown))
         return all(next_offset >= self._end_at_start[key] for key, next_offset in positions.items())
 
+    def _group_caught_up(self) -> bool:
+        """Every partition of the topic, whichever member owns it, committed in the
+        database up to its end offset when first checked.
+
+        Our own partitions being done is not enough: a member killed without leaving
+        keeps its partitions until its session times out (and one that joins late may
+        get none), so a catch-up run that stopped at its own share could leave part of
+        the topic unapplied. Checked at most once a second.
+        """
+        now = time.monotonic()
+        if now < self._next_group_check:
+            return False
+        self._next_group_check = now + GROUP_CHECK_INTERVAL_S
+        try:
+            if not self._group_end_at_start:
+                keys = [(self.topic, p) for p in self._topic_partitions()]
+                self._group_end_at_start = end_offsets(self.settings, keys)
+            with self._engine.connect() as connection:
+                committed = self._offsets.load_all(connection)
+        except (KafkaException, DBAPIError) as exc:
+            self._log.warning("cannot check the group's progress yet", error=str(exc)[:300])
+            return False
+        behind = {
+            key: end for key, end in self._group_end_at_start.items() if committed.get(key, 0) < end
+        }
+        if behind:
+            self._log.info(
+                "waiting for partitions of other members",
+                partitions=[p for _, p in sorted(behind)],
+            )
+        return not behind
+
+    def _topic_partitions(self) -> list[int]:
+        metadata = self._require_consumer().list_topics(self.topic, timeout=10)
+        topic = metadata.topics.get(self.topic)
+        if topic is None or topic.error is not None:
+            raise KafkaException(topic.error if topic is not None else "no such topic")
+        return sorted(topic.partitions)
+
     def _update_lag(self) -> None:
         consumer = self._require_consumer()
         for (topic, partition), next_offset in self._expected.items():
@@ -582,6 +623,10 @@ class CallerThreadExecutor(Executor):
         except Exception as exc:
             future.set_exception(exc)
         return future
+
+
+GROUP_CHECK_INTERVAL_S = 1.0
+"""How often a runner caught up on its own partitions checks the rest of the group."""
 
 
 def end_offsets(

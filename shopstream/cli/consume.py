@@ -34,7 +34,10 @@ def consume(
     ] = 0.2,
     until_caught_up: Annotated[
         bool,
-        typer.Option(help="Exit 0 once every assigned partition reached its end offset at start."),
+        typer.Option(
+            help="Exit 0 once every partition of each group's topic (whichever member "
+            "owns it) has been applied up to its end offset at start."
+        ),
     ] = False,
     background_writes: Annotated[
         bool | None,
