@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from confluent_kafka import ConsumerGroupState, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import ConsumerGroupState, KafkaError, KafkaException
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -35,7 +35,7 @@ from consumers.daemon import ConsumerDaemon, DaemonOptions
 from consumers.groups import projection_for
 from consumers.offsets import OffsetStore, ProcessedEvents, TopicPartitionKey
 from consumers.projection import Projection
-from consumers.runtime import RuntimeOptions
+from consumers.runtime import RuntimeOptions, topic_end_offsets
 from shopstream.config import Settings
 from shopstream.db.engine import check_database, describe_db_error, make_engine
 from shopstream.errors import ConnectionFailed, ShopstreamError, UsageError
@@ -44,7 +44,6 @@ from shopstream.kafka import (
     check_broker,
     describe_kafka_error,
     make_admin,
-    make_reader,
 )
 from shopstream.logs import get_logger
 
@@ -161,26 +160,17 @@ def ensure_idle(settings: Settings, group_id: str) -> None:
 
 def end_offsets(settings: Settings, topic: str) -> dict[TopicPartitionKey, int]:
     """The current end (high watermark) of every partition of ``topic``."""
-    reader = make_reader(settings)
     try:
-        metadata = reader.list_topics(topic, timeout=METADATA_TIMEOUT_S).topics.get(topic)
-        if metadata is None or metadata.error is not None:
-            raise RebuildRefused(
-                f"topic {topic} does not exist (create it with 'shopstream topics create')"
-            )
-        ends = {}
-        for partition in sorted(metadata.partitions):
-            _, high = reader.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=METADATA_TIMEOUT_S
-            )
-            ends[(topic, partition)] = int(high)
-        return ends
+        ends = topic_end_offsets(settings, topic)
     except KafkaException as exc:
         raise ConnectionFailed(
             f"cannot read the end offsets of {topic}: {describe_kafka_error(exc)}"
         ) from None
-    finally:
-        reader.close()
+    if ends is None:
+        raise RebuildRefused(
+            f"topic {topic} does not exist (create it with 'shopstream topics create')"
+        )
+    return ends
 
 
 def reset_group(engine: Engine, projection: Projection) -> None:

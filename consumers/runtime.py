@@ -57,7 +57,7 @@ from shopstream.config import Settings
 from shopstream.db.engine import describe_db_error
 from shopstream.errors import ConnectionFailed
 from shopstream.events import EventValidationError
-from shopstream.kafka import describe_kafka_error, make_admin, make_consumer
+from shopstream.kafka import METADATA_TIMEOUT_S, describe_kafka_error, make_admin, make_consumer
 from shopstream.logs import get_logger
 from shopstream.serde import DecodeError, EventDeserializer, make_registry_client
 
@@ -573,8 +573,10 @@ class GroupRunner:
         self._next_group_check = now + GROUP_CHECK_INTERVAL_S
         try:
             if not self._group_end_at_start:
-                keys = [(self.topic, p) for p in self._topic_partitions()]
-                self._group_end_at_start = end_offsets(self.settings, keys)
+                ends = topic_end_offsets(self.settings, self.topic)
+                if ends is None:
+                    raise KafkaException(f"topic {self.topic} is not in the metadata")
+                self._group_end_at_start = ends
             with self._engine.connect() as connection:
                 committed = self._offsets.load_all(connection)
         except (KafkaException, DBAPIError) as exc:
@@ -589,13 +591,6 @@ class GroupRunner:
                 partitions=[p for _, p in sorted(behind)],
             )
         return not behind
-
-    def _topic_partitions(self) -> list[int]:
-        metadata = self._require_consumer().list_topics(self.topic, timeout=10)
-        topic = metadata.topics.get(self.topic)
-        if topic is None or topic.error is not None:
-            raise KafkaException(topic.error if topic is not None else "no such topic")
-        return sorted(topic.partitions)
 
     def _update_lag(self) -> None:
         consumer = self._require_consumer()
@@ -640,6 +635,18 @@ def end_offsets(
     request = {TopicPartition(t, p): OffsetSpec.latest() for t, p in partitions}  # type: ignore[no-untyped-call]
     futures = admin.list_offsets(request, request_timeout=15)
     return {(tp.topic, tp.partition): int(future.result().offset) for tp, future in futures.items()}
+
+
+def topic_end_offsets(settings: Settings, topic: str) -> dict[TopicPartitionKey, int] | None:
+    """Current end offsets of every partition of ``topic``; None when it does not exist.
+
+    Looked up in the full metadata, never by naming the topic: a metadata request
+    naming a missing topic can make a broker with ``auto.create.topics.enable`` create it.
+    """
+    metadata = make_admin(settings).list_topics(timeout=METADATA_TIMEOUT_S).topics.get(topic)
+    if metadata is None or metadata.error is not None:
+        return None
+    return end_offsets(settings, [(topic, partition) for partition in sorted(metadata.partitions)])
 
 
 def coordinates(message: Message) -> tuple[str, int, int]:
