@@ -7,6 +7,7 @@ fill up with them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import suppress
 
 from schemas import load_catalog
@@ -23,13 +24,25 @@ def delete_prefixed_data(settings: Settings) -> None:
     prefix = settings.shopstream_topic_prefix
     if not prefix:
         raise ValueError("refusing to delete the unprefixed (shared) topics and subjects")
-    topics = [spec.name for spec in project_topics(prefix=prefix)]
-    admin = make_admin(settings)
-    for future in admin.delete_topics(topics, operation_timeout=TIMEOUT_S).values():
-        with suppress(Exception):
-            future.result(TIMEOUT_S)
+    delete_topics_and_subjects(
+        settings,
+        [spec.name for spec in project_topics(prefix=prefix)],
+        [spec.subject() for spec in load_catalog().with_topic_prefix(prefix)],
+    )
+
+
+def delete_topics_and_subjects(
+    settings: Settings, topics: Sequence[str], subjects: Sequence[str]
+) -> None:
+    """Delete ``topics`` and the registry's ``subjects`` (soft, then permanently), best
+    effort: what is already gone, or cannot be deleted, is skipped."""
+    if topics:
+        admin = make_admin(settings)
+        for future in admin.delete_topics(list(topics), operation_timeout=TIMEOUT_S).values():
+            with suppress(Exception):
+                future.result(TIMEOUT_S)
     registry = make_registry_client(settings.registry_config())
-    for spec in load_catalog().with_topic_prefix(prefix):
+    for subject in subjects:
         with suppress(Exception):
-            registry.delete_subject(spec.subject(), permanent=False)
-            registry.delete_subject(spec.subject(), permanent=True)
+            registry.delete_subject(subject, permanent=False)
+            registry.delete_subject(subject, permanent=True)

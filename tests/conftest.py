@@ -34,6 +34,9 @@ import pytest
 from shopstream.config import Settings
 from shopstream.db.engine import create_postgres_database, drop_postgres_database
 from shopstream.errors import ShopstreamError
+from shopstream.kafka import make_admin
+from shopstream.prefix import delete_topics_and_subjects
+from shopstream.serde import make_registry_client
 from shopstream.stack import LocalStack, StackConfig
 
 CP_KAFKA_IMAGE = "confluentinc/cp-kafka:7.9.0"
@@ -158,25 +161,23 @@ def stack(used_names: list[str]) -> Iterator[StackEndpoints]:
 def _delete_test_data(endpoints: StackEndpoints, names: list[str]) -> None:
     """Delete the topics and registry subjects named after this session's unique names
     (best effort), so runs against a long-lived stack do not pile them up."""
-    from confluent_kafka.admin import AdminClient
-    from confluent_kafka.schema_registry import SchemaRegistryClient
-
     prefixes = tuple(names)
     if not prefixes:
         return
-    admin = AdminClient({"bootstrap.servers": endpoints.bootstrap_servers})
+    settings = Settings.load(
+        kafka_bootstrap_servers=endpoints.bootstrap_servers,
+        schema_registry_url=endpoints.registry_url,
+    )
+    topics: list[str] = []
+    subjects: list[str] = []
     with contextlib.suppress(Exception):
-        topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefixes)]
-        for future in admin.delete_topics(topics, operation_timeout=30).values() if topics else []:
-            with contextlib.suppress(Exception):
-                future.result(30)
-    registry = SchemaRegistryClient({"url": endpoints.registry_url})
+        listed = make_admin(settings).list_topics(timeout=10).topics
+        topics = [t for t in listed if t.startswith(prefixes)]
     with contextlib.suppress(Exception):
-        for subject in registry.get_subjects():
-            if subject.startswith(prefixes):
-                with contextlib.suppress(Exception):
-                    registry.delete_subject(subject, permanent=False)
-                    registry.delete_subject(subject, permanent=True)
+        registry = make_registry_client(settings.registry_config())
+        subjects = [s for s in registry.get_subjects() if s.startswith(prefixes)]
+    with contextlib.suppress(Exception):
+        delete_topics_and_subjects(settings, topics, subjects)
 
 
 @pytest.fixture
