@@ -30,9 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
 from shopstream.config import Settings
-from shopstream.db.engine import create_postgres_database, drop_postgres_database
+from shopstream.db.engine import create_postgres_database, drop_postgres_database, make_engine
+from shopstream.db.migrate import upgrade
 from shopstream.errors import ShopstreamError
 from shopstream.kafka import make_admin
 from shopstream.prefix import delete_topics_and_subjects
@@ -230,6 +232,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         pytest.skip("no PostgreSQL in this stack (set TEST_POSTGRES_URL)")
     with fresh_postgres_database(endpoints.postgres_url) as url:
         yield url
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """An engine on :func:`database_url` with the schema at head; disposed after."""
+    migrated = make_engine(database_url)
+    upgrade(migrated)
+    yield migrated
+    migrated.dispose()
 
 
 @pytest.fixture

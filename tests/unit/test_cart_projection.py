@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -13,20 +13,10 @@ from sqlalchemy import Engine
 from consumers.cart_projection import CartProjection
 from consumers.projection import Envelope, Rejection
 from shopstream import queries
-from shopstream.db.engine import make_engine
-from shopstream.db.migrate import upgrade
 from shopstream.events import CartCheckedOut, CartItemAdded, CartItemRemoved, DomainEvent
 from tests.support.reference import dump_group, expected_carts, table_differences
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 class Clock:

@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
 from consumers.offsets import OffsetConflict, OffsetStore, ProcessedEvents, processed_table
 from shopstream.db.bulk import insert_rows
-from shopstream.db.engine import make_engine
-from shopstream.db.migrate import upgrade
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 
 T = "order-events"
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def test_offsets_start_at_zero_and_move_by_compare_and_set(engine: Engine) -> None:

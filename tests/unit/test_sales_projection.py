@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from itertools import count
@@ -16,8 +16,6 @@ from sqlalchemy import Engine
 from consumers.order_state import OrderStateProjection
 from consumers.projection import Envelope, Projection, Rejection
 from consumers.sales_projection import SalesProjection
-from shopstream.db.engine import make_engine
-from shopstream.db.migrate import upgrade
 from shopstream.events import (
     DomainEvent,
     OrderCancelled,
@@ -36,14 +34,6 @@ from tests.support.reference import (
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 _ticks = count(1)
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def moment() -> datetime:
