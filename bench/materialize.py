@@ -213,14 +213,37 @@ def _decode_member(
     results.put((count, finished))
 
 
+Commits = list[tuple[float, int]]
+"""(wall-clock time of a batch's commit, events it applied), in commit order."""
+
+
 def materialize(settings: Settings, database_url: str) -> tuple[float, int]:
     """Events/s applied by order-state from the beginning of the topic until caught up.
 
     Timed from the first batch's commit to the last (joining the group, and the first
     batch, are not counted): the group's steady rate.
     """
+    migrate(database_url)
+    commits, applied = run_until_caught_up(settings, database_url)
+    if len(commits) < 2:
+        raise SystemExit("too few batches to time; produce more events (--orders)")
+    counted = sum(n for _, n in commits[1:])
+    return counted / (commits[-1][0] - commits[0][0]), applied
+
+
+def migrate(database_url: str) -> None:
+    """Bring the database's schema to the head revision."""
     engine = make_engine(database_url)
     upgrade(engine)
+    engine.dispose()
+
+
+def run_until_caught_up(
+    settings: Settings, database_url: str, go: Event | None = None
+) -> tuple[Commits, int]:
+    """One member of order-state, run as the consumer daemon runs it (once ``go`` is
+    set, if given) until caught up; its commits and the events it applied."""
+    engine = make_engine(database_url)
     runner = GroupRunner(
         settings,
         OrderStateProjection(),
@@ -229,23 +252,16 @@ def materialize(settings: Settings, database_url: str) -> tuple[float, int]:
         RuntimeOptions(until_caught_up=True, batch_size=BATCH_SIZE),
         threading.Event(),
     )
-    commits: list[tuple[float, int]] = []
-    runner.add_commit_listener(
-        lambda applied, _at: commits.append((time.perf_counter(), len(applied)))
-    )
+    commits: Commits = []
+    runner.add_commit_listener(lambda applied, at: commits.append((at, len(applied))))
     runner.start()
+    if go is not None:
+        go.wait(120)
     with tuned_garbage_collector():  # as the consumer daemon runs its groups
         runner.run()
     runner.close()
     engine.dispose()
-    if len(commits) < 2:
-        raise SystemExit("too few batches to time; produce more events (--orders)")
-    counted = sum(n for _, n in commits[1:])
-    return counted / (commits[-1][0] - commits[0][0]), runner.events_applied
-
-
-Commits = list[tuple[float, int]]
-"""(wall-clock time of a batch's commit, events it applied), in commit order."""
+    return commits, runner.events_applied
 
 
 def materialize_members(settings: Settings, database_url: str, members: int) -> float:
@@ -254,9 +270,7 @@ def materialize_members(settings: Settings, database_url: str, members: int) -> 
     The steady rate while all of them consume: from the moment the last member
     committed its first batch to the moment the first one committed its last.
     """
-    upgrade_engine = make_engine(database_url)
-    upgrade(upgrade_engine)
-    upgrade_engine.dispose()
+    migrate(database_url)
     context = multiprocessing.get_context("spawn")  # never fork librdkafka's threads
     results: Queue[Commits] = context.Queue()
     go = context.Event()
@@ -280,23 +294,8 @@ def materialize_members(settings: Settings, database_url: str, members: int) -> 
 def _member(prefix: str, database_url: str, results: Queue[Commits], go: Event) -> None:
     """One member process of the group (see :func:`materialize_members`)."""
     configure_logging("WARNING")
-    engine = make_engine(database_url)
-    runner = GroupRunner(
-        Settings.load(shopstream_topic_prefix=prefix),
-        OrderStateProjection(),
-        engine,
-        ConsumerMetrics(),
-        RuntimeOptions(until_caught_up=True, batch_size=BATCH_SIZE),
-        threading.Event(),
-    )
-    commits: Commits = []
-    runner.add_commit_listener(lambda applied, at: commits.append((at, len(applied))))
-    runner.start()
-    go.wait(120)
-    with tuned_garbage_collector():
-        runner.run()
-    runner.close()
-    engine.dispose()
+    settings = Settings.load(shopstream_topic_prefix=prefix)
+    commits, _ = run_until_caught_up(settings, database_url, go)
     results.put(commits)
 
 
