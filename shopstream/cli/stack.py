@@ -13,6 +13,8 @@ from shopstream.cli.context import console, err_console, settings_from
 from shopstream.cli.params import finite
 from shopstream.errors import StackError
 from shopstream.stack import LocalStack, PartStatus, StackConfig
+from shopstream.stack.config import DEFAULT_SECURE_PORT, MAX_BROKERS
+from shopstream.stack.health import ClusterHealth, cluster_health
 from shopstream.stack.probe import probe_database, probe_kafka, probe_registry
 
 app = typer.Typer(
@@ -91,6 +93,26 @@ def up(
     postgres_port: Annotated[
         int | None, _port("--postgres-port", "SHOPSTREAM_POSTGRES_PORT", 55432)
     ] = None,
+    brokers: Annotated[
+        int | None,
+        typer.Option(
+            "--brokers",
+            min=1,
+            max=MAX_BROKERS,
+            help="Kafka nodes (each broker and controller); 3 = a replicated cluster, "
+            "node n on node 1's ports + 100*(n-1) [default: 1].",
+        ),
+    ] = None,
+    secure: Annotated[
+        bool | None,
+        typer.Option(
+            "--secure/--no-secure",
+            help="Add a SASL_SSL listener (SCRAM-SHA-512, TLS with a generated CA).",
+        ),
+    ] = None,
+    secure_port: Annotated[
+        int | None, _port("--secure-port", "SHOPSTREAM_SECURE_PORT", DEFAULT_SECURE_PORT)
+    ] = None,
     state_dir: StateDir = None,
     cache_dir: CacheDir = None,
 ) -> None:
@@ -105,6 +127,9 @@ def up(
         registry_management_port=registry_management_port,
         postgres_port=postgres_port,
         with_postgres=postgres,
+        brokers=brokers,
+        secure=secure,
+        secure_port=secure_port,
     )
     stack = LocalStack(config, progress=_progress)
     reports = stack.up()
@@ -116,9 +141,41 @@ def up(
     }
     console.print(_table([report.status for report in reports], notes))
     console.print(f"state dir: {config.state_dir}", highlight=False)
+    endpoints = stack.endpoints
     console.print("use it with:", highlight=False)
-    for key, value in stack.endpoints.env().items():
+    for key, value in endpoints.env().items():
         console.print(f"  export {key}={value}", highlight=False, soft_wrap=True)
+    if endpoints.secrets_file is not None:
+        console.print(
+            f"  the SASL password (and every setting above) is in {endpoints.secrets_file} "
+            f"(mode 0600): set -a; . {endpoints.secrets_file}; set +a",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if config.brokers > 1:
+        console.print(_health_line(_health(stack)), highlight=False)
+
+
+def _health(stack: LocalStack) -> ClusterHealth:
+    return cluster_health(stack.brokers, stack.bootstrap_servers)
+
+
+def _health_line(health: ClusterHealth) -> str:
+    controller = (
+        f"node {health.active_controller}" if health.active_controller is not None else "none"
+    )
+    if health.under_replicated is None:
+        replication = "unknown (no broker answers)"
+    elif health.under_replicated:
+        shown = ", ".join(health.under_replicated[:10])
+        more = len(health.under_replicated) - 10
+        replication = f"{len(health.under_replicated)} ({shown}{f', +{more}' if more > 0 else ''})"
+    else:
+        replication = "0"
+    return (
+        f"active controller: {controller}; brokers in metadata: "
+        f"{health.brokers_in_metadata}; under-replicated partitions: {replication}"
+    )
 
 
 @app.command("down")
@@ -155,8 +212,10 @@ def status(
     """Each part: running or not, pid, ports, whether it answers, log files."""
     stack = _stack(ctx, state_dir, cache_dir)
     statuses = stack.status()
+    health = _health(stack) if any(part.is_running() for part in stack.brokers) else None
+    controller = health.active_controller if health else None
     if as_json:
-        rows = [
+        rows: list[dict[str, object]] = [
             {
                 "part": item.name,
                 "running": item.running,
@@ -168,9 +227,15 @@ def status(
             }
             for item in statuses
         ]
+        for row, broker in zip(rows, stack.brokers, strict=False):
+            row["node_id"] = broker.node.node_id
+            row["active_controller"] = broker.node.node_id == controller
+            row["under_replicated"] = health.under_replicated if health else None
         console.print_json(json.dumps(rows))
         return
     console.print(_table(statuses))
+    if health is not None:
+        console.print(_health_line(health), highlight=False)
     console.print(f"state dir: {stack.config.state_dir}", highlight=False)
 
 

@@ -17,6 +17,7 @@ Progress = Callable[[str], None]
 PORT_FLAGS = {
     "kafka": "--kafka-port",
     "controller": "--controller-port",
+    "secure": "--secure-port",
     "registry": "--registry-port",
     "registry_management": "--registry-management-port",
     "postgres": "--postgres-port",
@@ -44,8 +45,8 @@ class PartStatus:
 class Part(ABC):
     """One process of the stack, with an explicit start/stop life cycle."""
 
-    name: ClassVar[str]
-    title: ClassVar[str]
+    name: str
+    title: str
     ready_timeout: ClassVar[float] = 120.0
     stop_timeout: ClassVar[float] = 30.0
 
@@ -107,11 +108,15 @@ class Part(ABC):
             self.wait_ready()
             return False
         self.check_ports_free()
+        self.prepare_and_launch()
+        self.wait_ready()
+        return True
+
+    def prepare_and_launch(self) -> None:
+        """Prepare and start the process without waiting for it to answer."""
         self._prepare()
         self.progress(f"starting {self.title}")
         self._launch()
-        self.wait_ready()
-        return True
 
     def restart(self) -> None:
         self.stop()

@@ -25,6 +25,14 @@ DEFAULT_CONTROLLER_PORT = 9093
 DEFAULT_REGISTRY_PORT = 8081
 DEFAULT_REGISTRY_MANAGEMENT_PORT = 9081
 DEFAULT_POSTGRES_PORT = 55432
+DEFAULT_SECURE_PORT = 9094
+NODE_PORT_STEP = 100
+"""Node n (n >= 2) of a cluster listens on node 1's ports + (n - 1) * NODE_PORT_STEP
+unless other ports were given (isolated test stacks pick free ones)."""
+MAX_BROKERS = 5
+CLUSTER_REPLICATION = 3
+"""Replication factor (default, internal topics) of a stack with 3 or more nodes."""
+CLUSTER_MIN_ISR = 2
 
 SAVED_CONFIG = "stack.json"
 PORT_FIELDS = (
@@ -34,6 +42,18 @@ PORT_FIELDS = (
     "registry_management_port",
     "postgres_port",
 )
+SHAPE_FIELDS = ("brokers", "secure", "secure_port", "node_ports")
+
+
+@dataclass(frozen=True)
+class NodePorts:
+    """The ports of one Kafka node: its client listener, its controller listener and
+    (with ``--secure``) its SASL_SSL listener."""
+
+    node_id: int
+    kafka: int
+    controller: int
+    secure: int
 
 
 @dataclass(frozen=True)
@@ -48,8 +68,21 @@ class StackConfig:
     registry_management_port: int = DEFAULT_REGISTRY_MANAGEMENT_PORT
     postgres_port: int = DEFAULT_POSTGRES_PORT
     with_postgres: bool = False
+    brokers: int = 1
+    secure: bool = False
+    secure_port: int = DEFAULT_SECURE_PORT
+    node_ports: tuple[int, ...] = ()
+    """Ports of nodes 2..N, three per node (kafka, controller, secure); empty means
+    node 1's ports + a multiple of NODE_PORT_STEP."""
 
     def __post_init__(self) -> None:
+        if not 1 <= self.brokers <= MAX_BROKERS:
+            raise ConfigError(f"brokers must be between 1 and {MAX_BROKERS}, got {self.brokers}")
+        if self.node_ports and len(self.node_ports) != 3 * (self.brokers - 1):
+            raise ConfigError(
+                f"{self.brokers} brokers need {3 * (self.brokers - 1)} extra node ports, "
+                f"got {len(self.node_ports)}"
+            )
         ports = self.ports()
         for name, port in ports.items():
             if not 1 <= port <= 65535:
@@ -67,12 +100,22 @@ class StackConfig:
         cache_dir = Path(given.pop("cache_dir", settings.shopstream_cache_dir))
         state_dir = Path(given.pop("state_dir", cache_dir / "stack"))
         base = cls.load_saved(cache_dir, state_dir) or cls(cache_dir, state_dir)
+        if given.get("brokers", base.brokers) != base.brokers and "node_ports" not in given:
+            given["node_ports"] = ()  # another node count: the default port layout
         return replace(base, **given)
 
     @classmethod
-    def isolated(cls, cache_dir: Path, state_dir: Path, with_postgres: bool = False) -> StackConfig:
+    def isolated(
+        cls,
+        cache_dir: Path,
+        state_dir: Path,
+        with_postgres: bool = False,
+        brokers: int = 1,
+        secure: bool = False,
+    ) -> StackConfig:
         """A stack on free ports in its own state dir (tests)."""
-        kafka, controller, registry, management, postgres = free_ports(len(PORT_FIELDS))
+        ports = free_ports(len(PORT_FIELDS) + 1 + 3 * (brokers - 1))
+        kafka, controller, registry, management, postgres, secure_port = ports[:6]
         return cls(
             cache_dir,
             state_dir,
@@ -82,6 +125,10 @@ class StackConfig:
             registry_management_port=management,
             postgres_port=postgres,
             with_postgres=with_postgres,
+            brokers=brokers,
+            secure=secure,
+            secure_port=secure_port,
+            node_ports=tuple(ports[6:]),
         )
 
     @classmethod
@@ -92,18 +139,64 @@ class StackConfig:
         except (OSError, ValueError):
             return None
         ports: dict[str, Any] = {n: int(saved[n]) for n in PORT_FIELDS if n in saved}
-        return replace(cls(cache_dir, state_dir), **ports)
+        shape: dict[str, Any] = {n: saved[n] for n in SHAPE_FIELDS if n in saved}
+        if "node_ports" in shape:
+            shape["node_ports"] = tuple(int(port) for port in shape["node_ports"])
+        try:
+            return replace(cls(cache_dir, state_dir), **ports, **shape)
+        except (ConfigError, TypeError, ValueError):
+            return None
 
     def save(self) -> None:
         """Record the ports, so ``status`` and ``down`` find this stack again."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        data = {name: getattr(self, name) for name in PORT_FIELDS}
+        data: dict[str, Any] = {name: getattr(self, name) for name in PORT_FIELDS}
+        data.update({name: getattr(self, name) for name in SHAPE_FIELDS})
+        data["node_ports"] = list(self.node_ports)
         (self.state_dir / SAVED_CONFIG).write_text(json.dumps(data, indent=2), encoding="utf-8")
 
     # -- views ----------------------------------------------------------------
 
+    def nodes(self) -> tuple[NodePorts, ...]:
+        """Every Kafka node, node 1 first."""
+        found = [NodePorts(1, self.kafka_port, self.controller_port, self.secure_port)]
+        for index in range(1, self.brokers):
+            if self.node_ports:
+                kafka, controller, secure = self.node_ports[3 * (index - 1) : 3 * index]
+            else:
+                step = NODE_PORT_STEP * index
+                kafka, controller, secure = (
+                    self.kafka_port + step,
+                    self.controller_port + step,
+                    self.secure_port + step,
+                )
+            found.append(NodePorts(index + 1, kafka, controller, secure))
+        return tuple(found)
+
+    @property
+    def replication_factor(self) -> int:
+        """Default and internal-topic replication factor: min(3, brokers)."""
+        return min(CLUSTER_REPLICATION, self.brokers)
+
+    @property
+    def min_insync_replicas(self) -> int:
+        return CLUSTER_MIN_ISR if self.brokers >= CLUSTER_REPLICATION else 1
+
     def ports(self) -> dict[str, int]:
-        return {name.removesuffix("_port"): getattr(self, name) for name in PORT_FIELDS}
+        """Every port of the stack by label (node n > 1: ``kafka_n``, ``controller_n``...)."""
+        found = {name.removesuffix("_port"): getattr(self, name) for name in PORT_FIELDS}
+        if self.secure:
+            found["secure"] = self.secure_port
+        for node in self.nodes()[1:]:
+            found[f"kafka_{node.node_id}"] = node.kafka
+            found[f"controller_{node.node_id}"] = node.controller
+            if self.secure:
+                found[f"secure_{node.node_id}"] = node.secure
+        return found
 
     def same_ports(self, other: StackConfig) -> bool:
-        return self.ports() == other.ports()
+        return self.ports() == other.ports() and self.shape() == other.shape()
+
+    def shape(self) -> tuple[int, bool]:
+        """What cannot change while the stack's data exists: node count and security."""
+        return (self.brokers, self.secure)

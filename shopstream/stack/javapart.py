@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from shopstream.stack.base import Part
-from shopstream.stack.process import is_ours, read_pid, spawn, terminate
+from shopstream.stack.process import is_ours, kill_now, read_pid, spawn, terminate, wait_gone
 
 
 class JavaPart(Part):
@@ -62,3 +62,13 @@ class JavaPart(Part):
         if child is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(timeout=5)
+
+    def kill(self) -> int | None:
+        """``kill -9`` our process (fault tests) and wait until it is gone; its pid."""
+        pid = self.pid()
+        if pid is None or not kill_now(pid, self.marker):
+            return None
+        self.progress(f"killed {self.title} (pid {pid}) with SIGKILL")
+        self._reap_child()
+        wait_gone(pid, self.marker, 10.0)
+        return pid

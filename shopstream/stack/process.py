@@ -111,6 +111,14 @@ def terminate(pid: int, marker: str, timeout: float) -> bool:
     return True
 
 
+def kill_now(pid: int, marker: str) -> bool:
+    """SIGKILL ``pid`` if it is ours, without waiting (fault tests); True if signalled."""
+    if not is_ours(pid, marker):
+        return False
+    _signal(pid, signal.SIGKILL)
+    return True
+
+
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     """True when nothing listens on ``host:port`` (TIME_WAIT leftovers do not count)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

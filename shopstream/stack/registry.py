@@ -61,11 +61,16 @@ class RegistryPart(JavaPart):
     def _prepare(self) -> None:
         self.java  # noqa: B018  (fail fast, before any download, when Java is missing)
         ensure_apicurio_app(self.config.cache_dir, self.progress)
-        if not port_accepts(self.config.kafka_port):
+        if not any(port_accepts(node.kafka) for node in self.config.nodes()):
             raise StackError(
                 f"{self.title} keeps its schemas in Kafka, which does not answer on "
-                f"127.0.0.1:{self.config.kafka_port}; start Kafka first (shopstream stack up)"
+                f"{self.kafka_bootstrap}; start Kafka first (shopstream stack up)"
             )
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        """Every node's plaintext loopback listener (the registry's own storage)."""
+        return ",".join(f"127.0.0.1:{node.kafka}" for node in self.config.nodes())
 
     def _launch(self) -> None:
         app = ensure_apicurio_app(self.config.cache_dir, self.progress)
@@ -82,5 +87,5 @@ class RegistryPart(JavaPart):
         ]
         env = dict(os.environ)
         env["APICURIO_STORAGE_KIND"] = "kafkasql"
-        env["APICURIO_KAFKASQL_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{self.config.kafka_port}"
+        env["APICURIO_KAFKASQL_BOOTSTRAP_SERVERS"] = self.kafka_bootstrap
         self._spawn_jvm(argv, cwd=app, env=env)
