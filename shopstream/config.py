@@ -193,13 +193,19 @@ class Settings(BaseSettings):
 
     def endpoint_env(self) -> dict[str, str]:
         """Environment variables that point a child process (a daemon) at the same
-        broker, registry, database and topic prefix."""
-        return {
+        broker (with its security settings), registry, database and topic prefix."""
+        env = {
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
             "SCHEMA_REGISTRY_URL": self.schema_registry_url,
             "DATABASE_URL": self.database_url,
             "SHOPSTREAM_TOPIC_PREFIX": self.shopstream_topic_prefix,
         }
+        for name in _CONNECTION_SECRETS_AND_TLS:  # a secured broker needs them too
+            value = getattr(self, name)
+            if value is not None:
+                text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+                env[name.upper()] = text
+        return env
 
     def masked(self) -> dict[str, str]:
         """Every setting as text, secrets replaced by a mask, URLs without passwords."""
@@ -216,6 +222,20 @@ class Settings(BaseSettings):
         shown["DATABASE_URL"] = mask_url_password(self.database_url)
         shown["SCHEMA_REGISTRY_URL"] = mask_url_password(self.schema_registry_url)
         return shown
+
+
+_CONNECTION_SECRETS_AND_TLS = (
+    "kafka_security_protocol",
+    "kafka_sasl_mechanism",
+    "kafka_sasl_username",
+    "kafka_sasl_password",
+    "kafka_ssl_ca_location",
+    "kafka_ssl_certificate_location",
+    "kafka_ssl_key_location",
+    "kafka_ssl_key_password",
+    "schema_registry_basic_auth_user_info",
+    "schema_registry_ssl_ca_location",
+)
 
 
 def mask_url_password(url: str) -> str:

@@ -16,8 +16,10 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from schemas import CART_TOPIC, ORDER_TOPIC, dlq_topic
 from shopstream.config import Settings
 from shopstream.errors import ConfigError, ConnectionFailed, ShopstreamError
+from shopstream.kafka_diagnosis import ConnectionErrors
 
 DEFAULT_PARTITIONS = 6
+MAX_DEFAULT_REPLICATION = 3
 METADATA_TIMEOUT_S = 10.0
 
 ClientT = TypeVar("ClientT")
@@ -105,10 +107,18 @@ def make_admin(settings: Settings) -> AdminClient:
 
 def check_broker(settings: Settings, timeout: float = METADATA_TIMEOUT_S) -> None:
     """Raise ConnectionFailed unless a metadata request is answered in ``timeout`` s."""
-    admin = make_admin(settings)
+    errors = ConnectionErrors()
+    conf = _quiet({**settings.kafka_config(), "error_cb": errors})
+    admin = build_client(AdminClient, conf)
     try:
         admin.list_topics(timeout=timeout)
     except KafkaException as exc:
+        admin.poll(0)  # serve the error callbacks that say why
+        hint = errors.diagnose(conf)
+        if hint is not None:
+            raise ConnectionFailed(
+                f"Kafka at {settings.kafka_bootstrap_servers} refused the connection: {hint}"
+            ) from None
         raise ConnectionFailed(
             f"Kafka broker unreachable at {settings.kafka_bootstrap_servers} "
             f"({describe_kafka_error(exc)}); start it with 'shopstream stack up' "
@@ -127,12 +137,18 @@ def describe_kafka_error(exc: BaseException) -> str:
 class TopicSpec:
     name: str
     partitions: int
-    replication_factor: int
+    replication_factor: int | None
+    """None: the cluster's choice, min(3, brokers) (see :func:`default_replication`)."""
     config: dict[str, str]
 
 
+def default_replication(brokers: int) -> int:
+    """One copy per broker up to three: a cluster of 3+ survives a broker loss."""
+    return max(1, min(MAX_DEFAULT_REPLICATION, brokers))
+
+
 def project_topics(
-    partitions: int = DEFAULT_PARTITIONS, replication_factor: int = 1, prefix: str = ""
+    partitions: int = DEFAULT_PARTITIONS, replication_factor: int | None = None, prefix: str = ""
 ) -> list[TopicSpec]:
     """The event topics and their dead-letter topics (names prefixed with ``prefix``)."""
     specs = []
@@ -148,7 +164,9 @@ def create_topics(
     """Create topics that do not exist yet. Returns topic → 'created' | 'exists'."""
     check_broker(settings)
     admin = make_admin(settings)
-    existing = set(admin.list_topics(timeout=METADATA_TIMEOUT_S).topics)
+    metadata = admin.list_topics(timeout=METADATA_TIMEOUT_S)
+    existing = set(metadata.topics)
+    replication = default_replication(len(metadata.brokers))
     outcome: dict[str, str] = {}
     wanted = []
     for spec in specs:
@@ -159,7 +177,7 @@ def create_topics(
                 NewTopic(
                     spec.name,
                     num_partitions=spec.partitions,
-                    replication_factor=spec.replication_factor,
+                    replication_factor=spec.replication_factor or replication,
                     config=spec.config,
                 )
             )

@@ -28,7 +28,10 @@ def create(
     partitions: Annotated[
         int, typer.Option(min=1, help="Partitions of each event topic (a group scales to this).")
     ] = DEFAULT_PARTITIONS,
-    replication_factor: Annotated[int, typer.Option(min=1)] = 1,
+    replication_factor: Annotated[
+        int | None,
+        typer.Option(min=1, help="Copies of each partition [default: min(3, brokers)]."),
+    ] = None,
 ) -> None:
     """Create cart-events, order-events and their .dlq topics (existing ones are kept)."""
     settings = settings_from(ctx)

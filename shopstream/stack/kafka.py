@@ -126,7 +126,10 @@ class KafkaPart(JavaPart):
 
     def _write_config(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
-        listeners = [f"PLAINTEXT://{self.endpoint}", f"CONTROLLER://127.0.0.1:{self.node.controller}"]
+        listeners = [
+            f"PLAINTEXT://{self.endpoint}",
+            f"CONTROLLER://127.0.0.1:{self.node.controller}",
+        ]
         protocols = ["CONTROLLER:PLAINTEXT", "PLAINTEXT:PLAINTEXT"]
         security = ""
         if self.config.secure:

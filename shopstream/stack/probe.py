@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from shopstream.config import Settings, mask_url_password
 from shopstream.errors import ConnectionFailed
 from shopstream.kafka import build_client
+from shopstream.kafka_diagnosis import ConnectionErrors
 from shopstream.serde import make_registry_client
 
 
@@ -39,10 +40,16 @@ def _first_line(exc: BaseException) -> str:
 def probe_kafka(settings: Settings, timeout: float = 5.0) -> ProbeResult:
     """A metadata request to the configured bootstrap servers."""
     target = settings.kafka_bootstrap_servers
-    admin = build_client(AdminClient, {**settings.kafka_config(), "log_level": 0})
+    errors = ConnectionErrors()
+    conf = {**settings.kafka_config(), "log_level": 0, "error_cb": errors}
+    admin = build_client(AdminClient, conf)
     try:
         metadata = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
+        admin.poll(0)  # serve the error callbacks that say why
+        hint = errors.diagnose(conf)
+        if hint is not None:
+            raise ConnectionFailed(f"Kafka at {target} refused the connection: {hint}") from None
         raise ConnectionFailed(
             f"Kafka at {target} did not answer within {timeout:g} s ({_first_line(exc)}); "
             "start it (shopstream stack up) or fix KAFKA_BOOTSTRAP_SERVERS"

@@ -22,7 +22,7 @@ from shopstream.kafka import create_topics, make_admin, make_reader, project_top
 
 
 def create_project_topics(settings: Settings, partitions: int = 6) -> None:
-    create_topics(settings, project_topics(partitions, 1, settings.shopstream_topic_prefix))
+    create_topics(settings, project_topics(partitions, prefix=settings.shopstream_topic_prefix))
 
 
 def produce(settings: Settings, events: Iterable[DomainEvent], rate: float = 0.0) -> int:

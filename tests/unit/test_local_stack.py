@@ -18,9 +18,9 @@ import pytest
 from shopstream.config import Settings
 from shopstream.errors import ConfigError, StackError
 from shopstream.stack import LocalStack, StackConfig
-from shopstream.stack.fetch import MARKER, ensure_kafka_libs, kafka_home, render_template
+from shopstream.stack.fetch import MARKER, ensure_kafka_libs, kafka_home
 from shopstream.stack.java import find_java, parse_java_major
-from shopstream.stack.kafka import random_cluster_id
+from shopstream.stack.kafka import KafkaPart, random_cluster_id
 from shopstream.stack.process import free_ports, is_ours, port_is_free, terminate, wait_until
 
 SHOPSTREAM = str(Path(sys.executable).with_name("shopstream"))
@@ -211,14 +211,15 @@ def test_ports_saved_by_up_are_found_again_and_flags_win(tmp_path: Path) -> None
 
 
 def test_broker_config_listens_and_advertises_loopback_only(tmp_path: Path) -> None:
-    text = render_template(
-        "server.properties", kafka_port=19999, controller_port=19998, data_dir=tmp_path
-    )
+    config = StackConfig(tmp_path, tmp_path / "state", kafka_port=19999, controller_port=19998)
+    part = KafkaPart(config)
+    part._write_config()
+    text = (part.home / "server.properties").read_text(encoding="utf-8")
     listeners = [line for line in text.splitlines() if "listeners=" in line]
     assert listeners
     assert all("127.0.0.1" in line and "0.0.0.0" not in line for line in listeners)
     assert "controller.quorum.bootstrap.servers=127.0.0.1:19998" in text
-    assert f"log.dirs={tmp_path}" in text
+    assert f"log.dirs={part.data_dir}" in text
 
 
 def test_cluster_ids_look_like_kafka_uuids() -> None:

@@ -1,0 +1,66 @@
+"""Why a Kafka connection failed, in one line that names the setting to fix.
+
+librdkafka reports a refused SASL login, an untrusted certificate or a TLS listener
+spoken to in plaintext only through its error callback, while the request that
+failed just says "transport failure". :class:`ConnectionErrors` collects those
+errors; :func:`diagnose` turns them into a hint (never with a secret in it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from confluent_kafka import KafkaError
+
+from shopstream.stack.process import port_accepts
+
+
+class ConnectionErrors:
+    """An ``error_cb`` for librdkafka that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.errors: list[KafkaError] = []
+
+    def __call__(self, error: KafkaError) -> None:
+        self.errors.append(error)
+
+    def diagnose(self, conf: Mapping[str, object]) -> str | None:
+        return diagnose(conf, self.errors)
+
+
+def _bootstrap_ports_accept(bootstrap: str) -> bool:
+    """True when every bootstrap server accepts a TCP connection."""
+    servers = [server.strip().rpartition(":") for server in bootstrap.split(",")]
+    return all(
+        port.isdigit() and port_accepts(int(port), host.strip("[]")) for host, _, port in servers
+    )
+
+
+def diagnose(conf: Mapping[str, object], errors: list[KafkaError]) -> str | None:
+    """A hint naming the setting to fix, or None when nothing points at one."""
+    codes = {error.code() for error in errors}
+    if KafkaError._AUTHENTICATION in codes:
+        return (
+            "SASL authentication failed (user name, password or mechanism refused); "
+            "check KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM"
+        )
+    if KafkaError._SSL in codes:
+        texts = " ".join(str(error.str()) for error in errors if error.code() == KafkaError._SSL)
+        if "certificate verify failed" in texts:
+            return (
+                "TLS handshake failed: the broker's certificate is not signed by a trusted "
+                "CA; check KAFKA_SSL_CA_LOCATION"
+            )
+        return "TLS handshake failed; check KAFKA_SECURITY_PROTOCOL and KAFKA_SSL_*"
+    protocol = str(conf.get("security.protocol", "PLAINTEXT")).upper()
+    bootstrap = str(conf.get("bootstrap.servers", ""))
+    if (
+        protocol in {"PLAINTEXT", "SASL_PLAINTEXT"}
+        and KafkaError._ALL_BROKERS_DOWN in codes
+        and _bootstrap_ports_accept(bootstrap)
+    ):
+        return (
+            f"the brokers accept TCP connections but drop every {protocol} request "
+            "(a TLS listener?); check KAFKA_SECURITY_PROTOCOL"
+        )
+    return None

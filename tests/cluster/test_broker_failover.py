@@ -1,0 +1,100 @@
+"""Kill Kafka nodes of a three-node cluster under load; nothing may be lost or doubled.
+
+While the simulator produces (idempotent, acks=all) and one daemon per group applies
+into PostgreSQL: ``kill -9`` the leader of the busiest partition, later the active
+controller, later a node (the groups' coordinator) for longer than the consumers'
+session timeout; each is restarted after a while and rejoins every ISR before the
+next fault. The printed table gives, per fault, the events in flight at the kill,
+the seconds until producing and applying resumed, and the events lost or duplicated.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from consumers.groups import GROUPS
+from producers.simulator import SimulationConfig, Simulator
+from schemas import CART_TOPIC, ORDER_TOPIC
+from shopstream.config import Settings
+from shopstream.stack import LocalStack
+from tests.conftest import fresh_postgres_database
+from tests.support.failover import FailoverDrill, LoadProducer
+from tests.support.faults import FaultRun
+from tests.support.own_stack import own_stack
+from tests.support.readback import read_topic
+
+pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.integration]
+
+RATE = 250.0
+"""Events per second while the faults happen."""
+SESSION_TIMEOUT_S = 10.0
+"""The daemons' session.timeout.ms (consumers.runtime default), in seconds."""
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalStack]:
+    with own_stack(brokers=3) as local:
+        yield local
+
+
+@pytest.mark.timeout(400)
+def test_failover_under_load(
+    cluster: LocalStack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    endpoints = cluster.endpoints
+    assert endpoints.database_url is not None
+    with fresh_postgres_database(endpoints.database_url) as database_url:
+        settings = Settings.load(
+            kafka_bootstrap_servers=endpoints.bootstrap_servers,
+            schema_registry_url=endpoints.registry_url,
+            database_url=database_url,
+            shopstream_topic_prefix="failover-",
+        )
+        run = FaultRun(settings, list(GROUPS), tmp_path).prepare()
+        try:
+            _drill(cluster, run, capsys)
+        finally:
+            run.close()
+
+
+def _drill(local: LocalStack, run: FaultRun, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run.engine is not None
+    config = SimulationConfig(customers=400, orders=None, seed=18, invalid_rate=0.01)
+    producer = LoadProducer(run.settings, Simulator(config).events(), RATE).start()
+    for group in GROUPS:
+        run.daemon([group]).start()
+    drill = FailoverDrill(local, run.settings, run.engine, producer)
+    drill.warm_up()
+
+    drill.kill("kill -9 leader of the busiest partition", drill.busiest_partition_leader(), 5)
+    drill.kill("kill -9 active controller", drill.active_controller(), 5)
+    coordinator = drill.group_coordinator("order-state")
+    drill.kill(
+        f"node down {SESSION_TIMEOUT_S + 5:.0f} s > session.timeout.ms",
+        coordinator,
+        SESSION_TIMEOUT_S + 5,
+    )
+
+    delivery = producer.stop()
+    run.produced = list(producer.sent)
+    run.finish(timeout=180)
+    reports = [run.report(group) for group in GROUPS]
+    copies: Counter[str] = Counter()
+    for topic in (CART_TOPIC, ORDER_TOPIC):
+        records = read_topic(run.settings, run.settings.topic(topic), 0)
+        copies.update(record.event.event_id for record in records)
+    drill.account(list(GROUPS), copies)
+    with capsys.disabled():  # the table belongs in the CI log, pass or fail
+        print("\n" + drill.table(reports, delivery), flush=True)
+
+    assert delivery.ok, delivery.describe()
+    assert sum(copies.values()) == len(run.produced), "the log holds extra or missing copies"
+    run.assert_exact(reports)
+    for fault in drill.faults:
+        assert fault.produce_resumed is not None, f"{fault.name}: producing never resumed"
+        assert fault.apply_resumed is not None, f"{fault.name}: applying never resumed"
+        assert (fault.lost, fault.duplicated) == (0, 0), fault
