@@ -29,7 +29,7 @@ from tests.support.readback import read_topic
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.integration]
 
-RATE = 250.0
+RATE = 150.0
 """Events per second while the faults happen."""
 SESSION_TIMEOUT_S = 10.0
 """The daemons' session.timeout.ms (consumers.runtime default), in seconds."""
@@ -41,7 +41,7 @@ def cluster() -> Iterator[LocalStack]:
         yield local
 
 
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(600)
 def test_failover_under_load(
     cluster: LocalStack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -68,7 +68,7 @@ def _drill(local: LocalStack, run: FaultRun, capsys: pytest.CaptureFixture[str])
     for group in GROUPS:
         run.daemon([group]).start()
     drill = FailoverDrill(local, run.settings, run.engine, producer)
-    drill.warm_up()
+    drill.wait_caught_up()
 
     drill.kill("kill -9 leader of the busiest partition", drill.busiest_partition_leader(), 5)
     drill.kill("kill -9 active controller", drill.active_controller(), 5)

@@ -17,6 +17,7 @@ under-replicated before the next fault.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import Counter
@@ -151,13 +152,19 @@ class FailoverDrill:
         }
 
     def high_watermarks(self, partitions: Sequence[Partition]) -> dict[Partition, int] | None:
-        """Latest offsets of ``partitions``, or None while any has no leader to ask."""
+        """Latest offsets of ``partitions``, or None while any has no leader to ask.
+
+        A fresh client each time: one that saw a leader die keeps asking it."""
+        admin = AdminClient({"bootstrap.servers": self.local.bootstrap_servers, "log_level": 0})
         request = {TopicPartition(t, p): OffsetSpec.latest() for t, p in partitions}
         try:
-            futures = self.admin.list_offsets(request, request_timeout=2)
-            return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
-        except KafkaException:
+            futures = admin.list_offsets(request, request_timeout=2)
+            found = {
+                (tp.topic, tp.partition): f.result(timeout=5).offset for tp, f in futures.items()
+            }
+        except (KafkaException, TimeoutError):
             return None
+        return found if all(offset >= 0 for offset in found.values()) else None
 
     def busiest_partition_leader(self) -> int:
         leaders = self.leaders()
@@ -175,20 +182,29 @@ class FailoverDrill:
         description = next(iter(futures.values())).result(timeout=10)
         return int(description.coordinator.id)
 
-    def warm_up(self, least_s: float = 8.0, timeout: float = 120.0) -> None:
-        """Wait until every group applied events of every partition it reads, and the
-        load ran ``least_s`` seconds."""
+    def wait_caught_up(self, max_lag: int = 50, timeout: float = 120.0) -> None:
+        """Wait until each group applied every partition it reads to within ``max_lag``
+        events of its end, so a fault's recovery time is not a backlog's drain time."""
         began = time.monotonic()
-        partitions = len(self.leaders())
+        partitions = self.leaders()
+        per_topic = Counter(topic for topic, _ in partitions)
         while time.monotonic() - began < timeout:
             offsets = self.applied_offsets()
-            groups = {group for group, _, _ in offsets}
-            covered = {(topic, partition) for _, topic, partition in offsets}
-            ready = len(groups) == 3 and len(covered) == partitions
-            if ready and time.monotonic() - began >= least_s:
-                return
+            marks = self.high_watermarks(list(partitions))
+            read: dict[str, set[Partition]] = {}
+            for group, topic, partition in offsets:
+                read.setdefault(group, set()).add((topic, partition))
+            complete = len(read) == 3 and all(
+                sum(1 for t, _ in parts if t == topic) == per_topic[topic]
+                for parts in read.values()
+                for topic in {t for t, _ in parts}
+            )
+            if marks is not None and complete:
+                lag = max(marks[key[1:]] - offset for key, offset in offsets.items())
+                if lag <= max_lag:
+                    return
             time.sleep(0.5)
-        raise AssertionError(f"the groups did not apply from every partition in {timeout} s")
+        raise AssertionError(f"the groups did not catch up within {timeout} s")
 
     # -- one fault ------------------------------------------------------------------
 
@@ -204,6 +220,7 @@ class FailoverDrill:
         """SIGKILL ``node``, measure the recovery, restart it after ``down_for`` s, and
         wait until every partition is fully replicated again."""
         fault = Fault(name, node, down_for)
+        self.wait_caught_up()
         led = [partition for partition, leader in self.leaders().items() if leader == node]
         fault.partitions = led or list(self.leaders())
         marks = self.high_watermarks(fault.partitions)
@@ -214,18 +231,26 @@ class FailoverDrill:
         assert self.local.broker(node).kill() is not None, f"node {node} was not running"
         fault.killed_at = time.monotonic()
         restarted = False
+        self._log(fault, f"killed node {node}; {len(fault.partitions)} partitions it led")
+        next_note = 5.0
         while True:
             elapsed = time.monotonic() - fault.killed_at
             self._observe(fault, marks)
+            if elapsed >= next_note:
+                next_note += 5.0
+                self._log(fault, self._progress(fault, marks))
             recovered = fault.apply_resumed is not None
             if not restarted and elapsed >= down_for and (recovered or elapsed > RECOVERY_LIMIT_S):
+                self._log(fault, f"restarting node {node}")
                 self.local.broker(node).start()
                 restarted = True
+                self._log(fault, f"node {node} answers again")
             if restarted and (recovered or elapsed > RECOVERY_LIMIT_S + 30):
                 break
             time.sleep(POLL_S)
         fault.last_event = len(self.producer.sent)
         self._wait_fully_replicated(fault)
+        self._log(fault, "every partition fully replicated again")
         self.faults.append(fault)
         return fault
 
@@ -240,6 +265,24 @@ class FailoverDrill:
             readers = [(key, marks[key[1:]]) for key in offsets if key[1:] in marks]
             if readers and all(offsets[key] > mark for key, mark in readers):
                 fault.apply_resumed = now
+
+    def _log(self, fault: Fault, message: str) -> None:
+        """Progress on the real stderr (the drill runs for minutes)."""
+        elapsed = time.monotonic() - fault.killed_at
+        print(f"[failover] {fault.name} +{elapsed:.1f}s: {message}", file=sys.__stderr__)
+
+    def _progress(self, fault: Fault, marks: dict[Partition, int]) -> str:
+        latest = self.high_watermarks(fault.partitions)
+        offsets = self.applied_offsets()
+        behind = sorted(
+            f"{group}:{topic}[{partition}] {offset}<={marks[(topic, partition)]}"
+            for (group, topic, partition), offset in offsets.items()
+            if (topic, partition) in marks and offset <= marks[(topic, partition)]
+        )
+        return (
+            f"produce resumed {fault.produce_resumed}, apply resumed {fault.apply_resumed}; "
+            f"marks {marks}; latest {latest}; not yet applied past the mark: {behind[:6]}"
+        )
 
     def _wait_fully_replicated(self, fault: Fault) -> None:
         deadline = time.monotonic() + REJOIN_LIMIT_S
