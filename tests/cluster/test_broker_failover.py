@@ -10,11 +10,17 @@ the seconds until producing and applying resumed, and the events lost or duplica
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka.admin import AdminClient
 
 from consumers.groups import GROUPS
 from producers.simulator import SimulationConfig, Simulator
@@ -29,6 +35,7 @@ from tests.support.readback import read_topic
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.integration]
 
+SHOPSTREAM = str(Path(sys.executable).with_name("shopstream"))
 RATE = 150.0
 """Events per second while the faults happen."""
 SESSION_TIMEOUT_S = 10.0
@@ -61,8 +68,17 @@ def test_failover_under_load(
             run.close()
 
 
+def _replication(local: LocalStack, topics: list[str]) -> dict[str, set[int]]:
+    admin = AdminClient({"bootstrap.servers": local.bootstrap_servers, "log_level": 0})
+    metadata = admin.list_topics(timeout=10).topics
+    return {name: {len(p.replicas) for p in metadata[name].partitions.values()} for name in topics}
+
+
 def _drill(local: LocalStack, run: FaultRun, capsys: pytest.CaptureFixture[str]) -> None:
     assert run.engine is not None
+    topics = [run.settings.topic(CART_TOPIC), run.settings.topic(ORDER_TOPIC)]
+    internal = ["__consumer_offsets", "kafkasql-journal", "kafkasql-snapshots"]
+    assert _replication(local, [*topics, *internal]) == {name: {3} for name in topics + internal}
     config = SimulationConfig(customers=400, orders=None, seed=18, invalid_rate=0.01)
     producer = LoadProducer(run.settings, Simulator(config).events(), RATE).start()
     for group in GROUPS:
@@ -94,7 +110,37 @@ def _drill(local: LocalStack, run: FaultRun, capsys: pytest.CaptureFixture[str])
     assert delivery.ok, delivery.describe()
     assert sum(copies.values()) == len(run.produced), "the log holds extra or missing copies"
     run.assert_exact(reports)
+    _status_shows_the_cluster(local)
     for fault in drill.faults:
         assert fault.produce_resumed is not None, f"{fault.name}: producing never resumed"
         assert fault.apply_resumed is not None, f"{fault.name}: applying never resumed"
         assert (fault.lost, fault.duplicated) == (0, 0), fault
+
+
+def _status_shows_the_cluster(local: LocalStack) -> None:
+    """``stack status``: every node, one active controller, nothing under-replicated."""
+    state = ["--state-dir", str(local.config.state_dir)]
+    env = {**os.environ, "COLUMNS": "250"}
+    shown = subprocess.run(
+        [SHOPSTREAM, "stack", "status", "--json", *state],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    )
+    rows = {row["part"]: row for row in json.loads(shown.stdout)}
+    nodes = [rows[name] for name in ("kafka", "kafka-2", "kafka-3")]
+    assert all(node["running"] and node["answers"] for node in nodes)
+    assert sum(node["active_controller"] for node in nodes) == 1
+    assert all(node["under_replicated"] == [] for node in nodes)
+    text = subprocess.run(
+        [SHOPSTREAM, "stack", "status", *state],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "Kafka 4.4.0 node 3" in text
+    assert re.search(r"active controller: node [123];.*under-replicated partitions: 0", text)
