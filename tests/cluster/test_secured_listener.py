@@ -150,3 +150,18 @@ def test_unknown_ca_is_one_line(secured: LocalStack, tmp_path: Path) -> None:
 def test_plaintext_to_the_tls_listener_is_one_line(secured: LocalStack) -> None:
     env = {**_client_env(secured), "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"}
     _one_line_error(_cli(env, "stack", "check", "--timeout", "3"), "KAFKA_SECURITY_PROTOCOL")
+
+
+def test_stack_up_prints_the_settings_but_never_the_password(secured: LocalStack) -> None:
+    state = ["--state-dir", str(secured.config.state_dir)]
+    result = _cli({"COLUMNS": "250"}, "stack", "up", *state)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("already running") == 2
+    assert "export KAFKA_SECURITY_PROTOCOL=SASL_SSL" in result.stdout
+    assert "export KAFKA_SASL_MECHANISM=SCRAM-SHA-512" in result.stdout
+    assert f"export KAFKA_BOOTSTRAP_SERVERS={secured.secure_bootstrap_servers}" in result.stdout
+    assert str(secure_files(secured.config).client_env) in result.stdout
+    password = secure_files(secured.config).password()
+    assert password not in result.stdout + result.stderr
+    for log in secured.kafka.log_files:
+        assert password not in log.read_text(encoding="utf-8", errors="replace")
