@@ -1,7 +1,7 @@
 """The event producer every shopstream producer is built on.
 
 :class:`EventProducer` wraps a confluent-kafka ``Producer`` (idempotent, ``acks=all``,
-from :func:`shopstream.kafka.make_producer`) and an :class:`EventSerializer`. Events are
+from :func:`shopstream.kafka.clients.make_producer`) and an :class:`EventSerializer`. Events are
 keyed by their aggregate id (``cart_id``, ``order_id``), so every cart's and every
 order's events land on one partition, in the order they were sent; the idempotent
 producer keeps that order across retries.
@@ -32,7 +32,7 @@ from schemas import SchemaCatalog, load_catalog
 from shopstream.config import Settings
 from shopstream.errors import ShopstreamError, UsageError
 from shopstream.events import DomainEvent
-from shopstream.kafka import METADATA_TIMEOUT_S, check_broker, make_admin, make_producer
+from shopstream.kafka.clients import METADATA_TIMEOUT_S, check_broker, make_admin, make_producer
 from shopstream.serde import EncodedEvent, EventSerializer, make_registry_client
 
 DEFAULT_CLOSE_TIMEOUT_S = 60.0
@@ -111,7 +111,7 @@ class ProducerOptions:
     ``topic_prefix`` sends every event to ``<prefix><topic>`` (and registers its
     schema under ``<prefix><topic>-<record>``): an isolated set of topics for a test
     or a tenant. None (the default) means the settings' ``SHOPSTREAM_TOPIC_PREFIX``.
-    ``config`` overrides librdkafka settings of :func:`shopstream.kafka.producer_config`
+    ``config`` overrides librdkafka settings of :func:`shopstream.kafka.clients.producer_config`
     (never the idempotence settings).
     """
 

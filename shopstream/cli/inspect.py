@@ -24,13 +24,13 @@ from shopstream.cli.params import finite
 from shopstream.errors import UsageError
 from shopstream.inspection import render
 from shopstream.inspection.cluster import DEFAULT_TIMEOUT_S
-from shopstream.inspection.dlq import read_dead_letters
-from shopstream.inspection.groups import group_lag, list_groups
-from shopstream.inspection.offsets import End, OffsetSpec, parse_offset_spec
+from shopstream.inspection.consumer_groups import group_lag, list_groups
+from shopstream.inspection.dlq_reader import read_dead_letters
+from shopstream.inspection.offset_spec import End, OffsetSpec, parse_offset_spec
 from shopstream.inspection.peek import MessageFilter, PeekRequest, peek
 from shopstream.inspection.reader import ReadPlan
-from shopstream.inspection.schemas import RegistryBrowser
-from shopstream.inspection.topics import describe_topic, list_topics
+from shopstream.inspection.topic_info import describe_topic, list_topics
+from shopstream.registry.lookup import RegistryBrowser
 from shopstream.serde import make_registry_client
 
 app = typer.Typer(

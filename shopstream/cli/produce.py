@@ -41,7 +41,6 @@ from rich.table import Table
 
 from producers.base import DeliveryReport, EventProducer, ProducerOptions, SentEvent
 from producers.cart import EventMeta, event_meta
-from producers.jsonl import Validation, valid_events, validate_lines
 from producers.order import lines_total
 from shopstream.cli.context import console, err_console, settings_from
 from shopstream.errors import ShopstreamError, UsageError
@@ -58,6 +57,7 @@ from shopstream.events import (
     OrderShipped,
     new_event_id,
 )
+from shopstream.jsonl import Validation, valid_events, validate_lines
 
 PROGRESS_EVERY = 512
 """Events between two progress-bar updates (updating per event costs throughput)."""

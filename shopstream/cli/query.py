@@ -25,8 +25,8 @@ from rich.table import Table
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from shopstream import queries
 from shopstream.cli.context import console, settings_from
+from shopstream.db import read_queries
 from shopstream.db.engine import check_database, describe_db_error, make_engine
 from shopstream.errors import ShopstreamError, UsageError
 
@@ -100,7 +100,9 @@ def orders_cmd(
 ) -> None:
     """Latest orders (order-state)."""
     with _connection(ctx) as connection:
-        rows = queries.list_orders(connection, status=status, customer_id=customer, limit=limit)
+        rows = read_queries.list_orders(
+            connection, status=status, customer_id=customer, limit=limit
+        )
     _emit(fmt, rows, lambda: _orders_table(rows))
 
 
@@ -112,7 +114,7 @@ def order_cmd(
 ) -> None:
     """One order: its lines and status history."""
     with _connection(ctx) as connection:
-        detail = queries.get_order(connection, order_id)
+        detail = read_queries.get_order(connection, order_id)
     if detail is None:
         raise ShopstreamError(f"no order {order_id!r}")
     if fmt is Format.JSON:
@@ -137,9 +139,9 @@ def carts_cmd(
     threshold = parse_duration(abandoned_after)
     given = parse_moment(as_of) if as_of else None
     with _connection(ctx) as connection:
-        moment = given or queries.latest_cart_activity(connection) or datetime.now(UTC)
-        state = queries.CartState(status.value) if status else None
-        rows = queries.list_carts(
+        moment = given or read_queries.latest_cart_activity(connection) or datetime.now(UTC)
+        state = read_queries.CartState(status.value) if status else None
+        rows = read_queries.list_carts(
             connection, state=state, as_of=moment, abandoned_after=threshold, limit=limit
         )
     if fmt is Format.JSON:
@@ -153,7 +155,7 @@ def carts_cmd(
 def sales_cmd(ctx: typer.Context, top: TopOpt = 10, fmt: FormatOpt = Format.TABLE) -> None:
     """Best-selling products, net of cancellations (sales-projection)."""
     with _connection(ctx) as connection:
-        rows = queries.top_products(connection, top=top)
+        rows = read_queries.top_products(connection, top=top)
     _emit(fmt, rows, lambda: _products_table(rows))
 
 
@@ -161,7 +163,7 @@ def sales_cmd(ctx: typer.Context, top: TopOpt = 10, fmt: FormatOpt = Format.TABL
 def customers_cmd(ctx: typer.Context, top: TopOpt = 10, fmt: FormatOpt = Format.TABLE) -> None:
     """Customers by amount spent, net of refunds (sales-projection)."""
     with _connection(ctx) as connection:
-        rows = queries.top_customers(connection, top=top)
+        rows = read_queries.top_customers(connection, top=top)
     _emit(fmt, rows, lambda: customers_table(rows))
 
 
@@ -177,7 +179,7 @@ def summary_cmd(
     threshold = parse_duration(abandoned_after)
     moment = parse_moment(as_of) if as_of else None
     with _connection(ctx) as connection:
-        result = queries.summary(connection, as_of=moment, abandoned_after=threshold, top=top)
+        result = read_queries.summary(connection, as_of=moment, abandoned_after=threshold, top=top)
     if fmt is Format.JSON:
         _print_json(result)
         return
@@ -317,7 +319,7 @@ _NUMERIC = {
 }
 
 
-def _orders_table(rows: list[queries.OrderSummary]) -> Table:
+def _orders_table(rows: list[read_queries.OrderSummary]) -> Table:
     return _table(
         "orders",
         ["order", "customer", "status", "total", "currency", "created", "updated"],
@@ -328,7 +330,7 @@ def _orders_table(rows: list[queries.OrderSummary]) -> Table:
     )
 
 
-def _print_order(detail: queries.OrderDetail) -> None:
+def _print_order(detail: read_queries.OrderDetail) -> None:
     facts = Table(title=f"order {detail.order_id}", show_header=False)
     facts.add_column("field")
     facts.add_column("value")
@@ -372,7 +374,7 @@ def _print_order(detail: queries.OrderDetail) -> None:
     )
 
 
-def _carts_table(rows: list[queries.CartView]) -> Table:
+def _carts_table(rows: list[read_queries.CartView]) -> Table:
     return _table(
         "carts",
         ["cart", "customer", "state", "items", "subtotal", "currency", "last activity", "order"],
@@ -392,7 +394,9 @@ def _carts_table(rows: list[queries.CartView]) -> Table:
     )
 
 
-def _products_table(rows: list[queries.ProductSalesView], title: str = "sales by product") -> Table:
+def _products_table(
+    rows: list[read_queries.ProductSalesView], title: str = "sales by product"
+) -> Table:
     return _table(
         title,
         ["sku", "currency", "units sold", "revenue", "orders", "units cancelled", "refunded"],
@@ -411,7 +415,7 @@ def _products_table(rows: list[queries.ProductSalesView], title: str = "sales by
     )
 
 
-def customers_table(rows: list[queries.CustomerView]) -> Table:
+def customers_table(rows: list[read_queries.CustomerView]) -> Table:
     return _table(
         "customers",
         [
@@ -440,7 +444,7 @@ def customers_table(rows: list[queries.CustomerView]) -> Table:
     )
 
 
-def print_summary(result: queries.Summary) -> None:
+def print_summary(result: read_queries.Summary) -> None:
     console.print(
         _table(
             "orders by status",

@@ -1,6 +1,6 @@
 """`shopstream simulate`: realistic shoppers, sent to Kafka and/or written as JSONL.
 
-The events come from :class:`producers.simulator.Simulator` (deterministic under
+The events come from :class:`shopstream.simulation.simulator.Simulator` (deterministic under
 ``--seed``); this module only paces them (``--rate``), stops them (``--orders`` or
 ``--duration``), sends them (an :class:`~producers.base.EventProducer`) and/or writes
 them (``--output``), with a progress bar and a closing summary.
@@ -22,8 +22,6 @@ import typer
 from rich.progress import Progress, TaskID
 
 from producers.base import EventProducer, ProducerOptions
-from producers.jsonl import dumps_event
-from producers.simulator import SimulationConfig, Simulator, invalid_kind
 from shopstream.cli.context import console, err_console, settings_from
 from shopstream.cli.params import finite
 from shopstream.cli.produce import (
@@ -36,6 +34,8 @@ from shopstream.cli.produce import (
 )
 from shopstream.errors import UsageError
 from shopstream.events import DomainEvent
+from shopstream.jsonl import dumps_event
+from shopstream.simulation.simulator import SimulationConfig, Simulator, invalid_kind
 
 DEFAULT_ORDERS = 100
 MIN_WAIT_S = 0.001

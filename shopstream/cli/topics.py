@@ -10,7 +10,7 @@ from rich.table import Table
 
 from shopstream.cli.context import console, settings_from
 from shopstream.errors import UsageError
-from shopstream.kafka import (
+from shopstream.kafka.clients import (
     DEFAULT_PARTITIONS,
     METADATA_TIMEOUT_S,
     check_broker,

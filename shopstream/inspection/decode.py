@@ -14,7 +14,7 @@ from typing import Any
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
 
 from shopstream.events import EventValidationError
-from shopstream.inspection.schemas import SubjectResolver
+from shopstream.registry.lookup import SubjectResolver
 from shopstream.serde import EVENT_TYPE_HEADER, DecodeError, EventDeserializer
 
 RAW_PREVIEW_BYTES = 64

@@ -27,7 +27,7 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from schemas import HISTORY_DIR, EventSchema, SchemaCatalog, load_catalog, load_event_schema
 from shopstream.config import Settings
 from shopstream.events import OrderCreated, OrderLine
-from shopstream.registry import (
+from shopstream.registry.admin import (
     COMPATIBILITY,
     IncompatibleSchema,
     check_all,

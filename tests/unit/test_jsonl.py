@@ -9,7 +9,8 @@ from decimal import Decimal
 
 import pytest
 
-from producers.jsonl import (
+from shopstream.events import CartItemAdded, OrderCreated, OrderLine, OrderPaid
+from shopstream.jsonl import (
     LineError,
     dumps_event,
     parse_line,
@@ -17,8 +18,7 @@ from producers.jsonl import (
     validate_lines,
     write_events,
 )
-from producers.simulator import SimulationConfig, Simulator
-from shopstream.events import CartItemAdded, OrderCreated, OrderLine, OrderPaid
+from shopstream.simulation.simulator import SimulationConfig, Simulator
 
 EVENT_ID = "2f1f3c1e-8a9b-4c55-9d1e-0a4b6c8d2e11"
 PAID = {

@@ -7,7 +7,7 @@ from itertools import product
 
 import pytest
 
-from consumers.order_state import (
+from consumers.projections.order_state import (
     TRANSITIONS,
     OrderStatus,
     TransitionRefused,

@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, select, update
 
-from consumers.projection import Envelope, Projection, Rejection
+from consumers.projections.base import Envelope, Projection, Rejection
 from schemas import ORDER_TOPIC
 from shopstream.db.bulk import execute_rows, insert_rows, key_in
 from shopstream.db.models import Order, OrderLineRow, OrderStatusHistory

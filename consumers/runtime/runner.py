@@ -5,8 +5,8 @@ One :class:`GroupRunner` drives one consumer group's projection:
 1. ``consume()`` a batch (``batch_size`` messages or ``batch_wait_s``, whichever first);
 2. decode each message (undecodable → dead letter);
 3. in ONE database transaction: compare-and-set the group's next offsets
-   (:class:`~consumers.offsets.OffsetStore`), drop events whose ``event_id`` was already
-   processed, let the projection apply the rest, record their ids, and write (and
+   (:class:`~consumers.runtime.offset_store.OffsetStore`), drop events whose ``event_id`` was
+   already processed, let the projection apply the rest, record their ids, and write (and
    confirm) the dead letters — then commit;
 4. after the database commit, commit the same offsets to Kafka, so standard tools
    show the group's lag. Kafka's offsets are never read back: on assignment the
@@ -49,15 +49,25 @@ from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 
-from consumers.dlq import DeadLetter, DeadLetterWriter
-from consumers.metrics import ConsumerMetrics
-from consumers.offsets import OffsetConflict, OffsetStore, ProcessedEvents, TopicPartitionKey
-from consumers.projection import Envelope, Projection, Rejection
+from consumers.projections.base import Envelope, Projection, Rejection
+from consumers.runtime.dlq_writer import DeadLetter, DeadLetterWriter
+from consumers.runtime.metrics import ConsumerMetrics
+from consumers.runtime.offset_store import (
+    OffsetConflict,
+    OffsetStore,
+    ProcessedEvents,
+    TopicPartitionKey,
+)
 from shopstream.config import Settings
 from shopstream.db.engine import describe_db_error
 from shopstream.errors import ConnectionFailed
 from shopstream.events import EventValidationError
-from shopstream.kafka import METADATA_TIMEOUT_S, describe_kafka_error, make_admin, make_consumer
+from shopstream.kafka.clients import (
+    METADATA_TIMEOUT_S,
+    describe_kafka_error,
+    make_admin,
+    make_consumer,
+)
 from shopstream.logs import get_logger
 from shopstream.serde import DecodeError, EventDeserializer, make_registry_client
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from consumers.cart_projection import CartProjection
-from consumers.order_state import OrderStateProjection
-from consumers.projection import Projection
-from consumers.sales_projection import SalesProjection
+from consumers.projections.base import Projection
+from consumers.projections.cart_projection import CartProjection
+from consumers.projections.order_state import OrderStateProjection
+from consumers.projections.sales_projection import SalesProjection
 from shopstream.errors import UsageError
 
 GROUPS: dict[str, Callable[[], Projection]] = {

@@ -34,26 +34,26 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from consumers.groups import GROUPS
-from consumers.offsets import OffsetStore
-from consumers.runtime import end_offsets
+from consumers.projections import GROUPS
+from consumers.runtime.offset_store import OffsetStore
+from consumers.runtime.runner import end_offsets
 from producers.base import EventProducer, ProducerOptions
-from producers.simulator import SimulationConfig, Simulator
 from schemas import CART_TOPIC, ORDER_TOPIC, load_catalog
 from shopstream.config import Settings
 from shopstream.db.engine import make_engine
 from shopstream.db.migrate import upgrade
 from shopstream.errors import ShopstreamError
 from shopstream.events import DomainEvent
-from shopstream.kafka import (
+from shopstream.kafka.clients import (
     DEFAULT_PARTITIONS,
     create_topics,
     make_producer,
     project_topics,
 )
 from shopstream.prefix import delete_prefixed_data
-from shopstream.registry import register_all
+from shopstream.registry.admin import register_all
 from shopstream.serde import make_registry_client
+from shopstream.simulation.simulator import SimulationConfig, Simulator
 from shopstream.stack import LocalStack, StackConfig
 
 GROUP_TOPICS = {

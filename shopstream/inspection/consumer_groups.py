@@ -15,7 +15,7 @@ from confluent_kafka import ConsumerGroupTopicPartitions
 from shopstream.config import Settings
 from shopstream.errors import ConnectionFailed, UsageError
 from shopstream.inspection.cluster import DEFAULT_TIMEOUT_S, Cluster, wait_for
-from shopstream.inspection.dboffsets import PROJECT_GROUPS, DbOffsets, read_db_offsets
+from shopstream.inspection.db_offsets import PROJECT_GROUPS, DbOffsets, read_db_offsets
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,8 +26,9 @@ no sale: only ``orders_cancelled`` grows.
 
 This group never reads ``order-state``'s tables. It keeps its own minimal order state
 (``sales_orders``, ``sales_order_lines``) and enforces the same state machine with
-:func:`consumers.order_state.next_status` and :func:`~consumers.order_state.check_payment`,
-so it refuses exactly the events ``order-state`` refuses, with the same reasons
+:func:`consumers.projections.order_state.next_status` and
+:func:`~consumers.projections.order_state.check_payment`, so it refuses exactly the events
+``order-state`` refuses, with the same reasons
 (``unknown-order``, ``duplicate-order``, ``illegal-transition``, ``payment-mismatch``).
 
 Orders are partitioned by ``order_id`` but products and customers are not: two
@@ -50,8 +51,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, case, select, update
 
-from consumers.order_state import OrderStatus, TransitionRefused, check_payment, next_status
-from consumers.projection import Envelope, Projection, Rejection
+from consumers.projections.base import Envelope, Projection, Rejection
+from consumers.projections.order_state import (
+    OrderStatus,
+    TransitionRefused,
+    check_payment,
+    next_status,
+)
 from schemas import ORDER_TOPIC
 from shopstream.db.bulk import dialect_insert, execute_rows, insert_rows, key_in
 from shopstream.db.models import CustomerStats, ProductSales, SalesOrder, SalesOrderLine

@@ -44,7 +44,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, and_, bindparam, delete, select, update
 
-from consumers.projection import Envelope, Projection, Rejection
+from consumers.projections.base import Envelope, Projection, Rejection
 from schemas import CART_TOPIC
 from shopstream.db.bulk import execute_rows, insert_rows, key_in
 from shopstream.db.models import Cart, CartItem
