@@ -52,15 +52,15 @@ from typing import Any
 from sqlalchemy import Connection, Table, bindparam, case, select, update
 
 from consumers.projections.base import Envelope, Projection, Rejection
-from consumers.projections.order_state import (
+from schemas import ORDER_TOPIC
+from shopstream.db.bulk import dialect_insert, execute_rows, insert_rows, key_in
+from shopstream.db.models import CustomerStats, ProductSales, SalesOrder, SalesOrderLine
+from shopstream.domain.order import (
     OrderStatus,
     TransitionRefused,
     check_payment,
     next_status,
 )
-from schemas import ORDER_TOPIC
-from shopstream.db.bulk import dialect_insert, execute_rows, insert_rows, key_in
-from shopstream.db.models import CustomerStats, ProductSales, SalesOrder, SalesOrderLine
 from shopstream.events import DomainEvent, OrderCancelled, OrderCreated, OrderPaid
 
 GROUP_ID = "sales-projection"
