@@ -33,6 +33,7 @@ from shopstream.config import Settings
 from shopstream.errors import ShopstreamError, UsageError
 from shopstream.events import DomainEvent
 from shopstream.kafka.clients import METADATA_TIMEOUT_S, check_broker, make_admin, make_producer
+from shopstream.kafka.errors import describe_kafka_error
 from shopstream.serde import EncodedEvent, EventSerializer, make_registry_client
 
 DEFAULT_CLOSE_TIMEOUT_S = 60.0
@@ -97,11 +98,6 @@ class DeliveryReport:
     def raise_if_failed(self) -> None:
         if not self.ok:
             raise DeliveryFailed(self.describe())
-
-
-def kafka_error_text(error: KafkaError) -> str:
-    """``NAME: description`` of a librdkafka error, on one line."""
-    return " ".join(f"{error.name()}: {error.str()}".split())
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,7 +306,7 @@ class EventProducer:
     def _refused(self, encoded: EncodedEvent, event_id: str, exc: KafkaException) -> None:
         """produce() itself refused the message: count it as sent and failed."""
         error = exc.args[0] if exc.args else None
-        reason = kafka_error_text(error) if isinstance(error, KafkaError) else str(exc)
+        reason = describe_kafka_error(error) if isinstance(error, KafkaError) else str(exc)
         self._sent += 1
         self._sent_by_type[encoded.event_type] += 1
         self._failures[reason] += 1
@@ -358,7 +354,7 @@ class EventProducer:
     def _failure_reason(self, error: KafkaError) -> str:
         if error.code() in _PURGED:
             return self._still_queued_reason()
-        return kafka_error_text(error)
+        return describe_kafka_error(error)
 
     def _on_tracked_delivery(
         self, event_id: str, event_type: str, error: KafkaError | None, message: Message
@@ -370,7 +366,7 @@ class EventProducer:
         self._locations[event_id] = _location(message, event_type, event_id)
 
     def _on_client_error(self, error: KafkaError) -> None:
-        self._last_client_error = kafka_error_text(error)
+        self._last_client_error = describe_kafka_error(error)
 
 
 def _prefixed_catalog(prefix: str) -> SchemaCatalog:

@@ -36,7 +36,6 @@ from sqlalchemy.engine import make_url
 
 from consumers.projections import GROUPS
 from consumers.runtime.offset_store import OffsetStore
-from consumers.runtime.runner import end_offsets
 from producers.base import EventProducer, ProducerOptions
 from schemas import CART_TOPIC, ORDER_TOPIC, load_catalog
 from shopstream.config import Settings
@@ -44,12 +43,9 @@ from shopstream.db.engine import make_engine
 from shopstream.db.migrate import upgrade
 from shopstream.errors import ShopstreamError
 from shopstream.events import DomainEvent
-from shopstream.kafka.clients import (
-    DEFAULT_PARTITIONS,
-    create_topics,
-    make_producer,
-    project_topics,
-)
+from shopstream.kafka.clients import make_producer
+from shopstream.kafka.offsets import end_offsets
+from shopstream.kafka.topics import DEFAULT_PARTITIONS, create_topics, project_topics
 from shopstream.prefix import delete_prefixed_data
 from shopstream.registry.admin import register_all
 from shopstream.serde import make_registry_client

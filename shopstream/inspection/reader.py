@@ -21,9 +21,10 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from shopstream.config import Settings
 from shopstream.errors import ConnectionFailed, ShopstreamError
 from shopstream.inspection.cluster import DEFAULT_TIMEOUT_S, Watermarks
-from shopstream.inspection.decode import coordinates
 from shopstream.inspection.offset_spec import AtTime, OffsetSpec, resolve_offset
-from shopstream.kafka.clients import describe_kafka_error, make_reader
+from shopstream.kafka.clients import make_reader
+from shopstream.kafka.errors import describe_kafka_error
+from shopstream.kafka.offsets import coordinates
 
 POLL_INTERVAL_S = 0.1
 BATCH_SIZE = 500

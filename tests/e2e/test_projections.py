@@ -39,7 +39,8 @@ from shopstream.events import (
     DomainEvent,
     OrderEvent,
 )
-from shopstream.kafka.clients import create_topics, make_reader, project_topics
+from shopstream.kafka.clients import make_reader
+from shopstream.kafka.topics import create_topics, project_topics
 from shopstream.simulation.simulator import SimulationConfig, Simulator, invalid_kind
 from tests.support.reference import (
     GROUPS,

@@ -18,7 +18,8 @@ from producers.base import EventProducer, ProducerOptions
 from schemas import CART_TOPIC, ORDER_TOPIC, dlq_topic
 from shopstream.config import Settings
 from shopstream.events import DomainEvent
-from shopstream.kafka.clients import create_topics, make_admin, make_reader, project_topics
+from shopstream.kafka.clients import make_admin, make_reader
+from shopstream.kafka.topics import create_topics, project_topics
 
 
 def create_project_topics(settings: Settings, partitions: int = 6) -> None:
