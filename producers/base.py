@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, Protocol, Self, cast
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -98,6 +98,13 @@ class DeliveryReport:
     def raise_if_failed(self) -> None:
         if not self.ok:
             raise DeliveryFailed(self.describe())
+
+
+class EventSink(Protocol):
+    """Where the typed producers (:mod:`producers.cart`, :mod:`producers.order`) hand
+    the events they build: an :class:`EventProducer`, or a holder that sends later."""
+
+    def send(self, event: DomainEvent) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,15 +23,9 @@ from rich.progress import Progress, TaskID
 
 from producers.base import EventProducer, ProducerOptions
 from shopstream.cli.context import console, err_console, settings_from
+from shopstream.cli.options import STDIN, TopicPrefix
 from shopstream.cli.params import finite
-from shopstream.cli.produce import (
-    PROGRESS_EVERY,
-    STDIN,
-    RunSummary,
-    TopicPrefix,
-    print_summary,
-    progress_bar,
-)
+from shopstream.cli.progress import PROGRESS_EVERY, RunSummary, print_run_summary, progress_bar
 from shopstream.errors import UsageError
 from shopstream.events import DomainEvent
 from shopstream.jsonl import dumps_event
@@ -231,7 +225,7 @@ def simulate(
     if tally.invalid:
         summary.notes.append(f"invalid events injected: {tally.invalid:,}")
     summary.notes.append(f"seed: {chosen_seed} (the same --seed gives the same events)")
-    print_summary(summary, summary_console)
+    print_run_summary(summary, summary_console)
     if report is not None:
         report.raise_if_failed()
     if interrupted:

@@ -22,10 +22,6 @@ from shopstream.registry.lookup import SubjectInfo
 EVENT_PREVIEW_CHARS = 160
 
 
-def to_json_text(data: Any) -> str:
-    return json.dumps(data, indent=2, ensure_ascii=False)
-
-
 def compact_json(data: Any) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
