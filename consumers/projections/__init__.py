@@ -1,4 +1,8 @@
-"""The consumer groups this project runs, by name."""
+"""The projections, one module per consumer group, and which class serves which group.
+
+The groups themselves (name, topic, tables) are listed in :mod:`shopstream.groups`;
+``tests/unit/test_groups.py`` checks both name the same groups, topics and tables.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,12 @@ from consumers.projections.cart_projection import CartProjection
 from consumers.projections.order_state import OrderStateProjection
 from consumers.projections.sales_projection import SalesProjection
 from shopstream.errors import UsageError
+from shopstream.groups import CART_PROJECTION, ORDER_STATE, SALES_PROJECTION
 
 GROUPS: dict[str, Callable[[], Projection]] = {
-    "order-state": OrderStateProjection,
-    "cart-projection": CartProjection,
-    "sales-projection": SalesProjection,
+    ORDER_STATE.name: OrderStateProjection,
+    CART_PROJECTION.name: CartProjection,
+    SALES_PROJECTION.name: SalesProjection,
 }
 
 

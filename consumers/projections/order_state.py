@@ -16,7 +16,6 @@ from typing import Any
 from sqlalchemy import Connection, Table, bindparam, select, update
 
 from consumers.projections.base import Envelope, Projection, Rejection
-from schemas import ORDER_TOPIC
 from shopstream.db.bulk import execute_rows, insert_rows, key_in
 from shopstream.db.models import Order, OrderLineRow, OrderStatusHistory
 from shopstream.domain.order import OrderStatus, TransitionRefused, check_payment, next_status
@@ -28,8 +27,7 @@ from shopstream.events import (
     OrderPaid,
     OrderShipped,
 )
-
-GROUP_ID = "order-state"
+from shopstream.groups import ORDER_STATE
 
 
 @dataclass
@@ -50,8 +48,8 @@ order_status_history: Table = OrderStatusHistory.__table__  # type: ignore[assig
 
 
 class OrderStateProjection(Projection):
-    group_id = GROUP_ID
-    topic = ORDER_TOPIC
+    group_id = ORDER_STATE.name
+    topic = ORDER_STATE.topic
     tables = (order_status_history, order_lines, orders)
 
     def apply(self, connection: Connection, batch: Sequence[Envelope]) -> list[Rejection]:

@@ -52,7 +52,6 @@ from typing import Any
 from sqlalchemy import Connection, Table, bindparam, case, select, update
 
 from consumers.projections.base import Envelope, Projection, Rejection
-from schemas import ORDER_TOPIC
 from shopstream.db.bulk import dialect_insert, execute_rows, insert_rows, key_in
 from shopstream.db.models import CustomerStats, ProductSales, SalesOrder, SalesOrderLine
 from shopstream.domain.order import (
@@ -62,8 +61,8 @@ from shopstream.domain.order import (
     next_status,
 )
 from shopstream.events import DomainEvent, OrderCancelled, OrderCreated, OrderPaid
+from shopstream.groups import SALES_PROJECTION
 
-GROUP_ID = "sales-projection"
 ZERO = Decimal("0.00")
 PAID_STATES = frozenset({OrderStatus.PAID, OrderStatus.CONFIRMED, OrderStatus.SHIPPED})
 
@@ -132,8 +131,8 @@ class SalesBatch:
 
 
 class SalesProjection(Projection):
-    group_id = GROUP_ID
-    topic = ORDER_TOPIC
+    group_id = SALES_PROJECTION.name
+    topic = SALES_PROJECTION.topic
     tables = (sales_order_lines, sales_orders, product_sales, customer_stats)
 
     def apply(self, connection: Connection, batch: Sequence[Envelope]) -> list[Rejection]:
