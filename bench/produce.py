@@ -115,8 +115,7 @@ def sending_bytes(items: Sequence[EncodedEvent]) -> Callable[[EventProducer], No
 
 def sending_events(events: Sequence[DomainEvent]) -> Callable[[EventProducer], None]:
     def send(producer: EventProducer) -> None:
-        for event in events:
-            producer.send(event)
+        producer.send_all(events)
 
     return send
 

@@ -662,6 +662,3 @@ def _letter(message: Message, reason: str, error: str, event_id: str | None = No
 
 def _describe(offsets: dict[TopicPartitionKey, int]) -> dict[str, int]:
     return {f"{t}[{p}]": off for (t, p), off in sorted(offsets.items())}
-
-
-RunnerFactory = Callable[[], GroupRunner]

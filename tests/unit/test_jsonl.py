@@ -16,7 +16,6 @@ from shopstream.jsonl import (
     parse_line,
     valid_events,
     validate_lines,
-    write_events,
 )
 from shopstream.simulation.simulator import SimulationConfig, Simulator
 
@@ -146,7 +145,7 @@ def test_written_events_read_back_identical() -> None:
         Simulator(SimulationConfig(customers=5, orders=20, seed=2, invalid_rate=0.1)).events()
     )
     out = io.StringIO()
-    assert write_events(events, out) == len(events)
+    out.writelines(dumps_event(event) + "\n" for event in events)
     text = out.getvalue()
     assert text.count("\n") == len(events)
     assert list(valid_events(text.splitlines(keepends=True))) == events
