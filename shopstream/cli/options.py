@@ -6,10 +6,13 @@ The one-event ``produce`` commands take the event's own fields plus
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -64,6 +67,44 @@ class OneEventOptions:
         if self.occurred_at is not None:
             occurred_at = parse_time("--occurred-at", self.occurred_at)
         return event_meta(self.event_id, occurred_at, self.correlation_id)
+
+
+_SHARED_OPTIONS = [
+    inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+    for name, kind, default in (
+        ("event_id", EventId, None),
+        ("occurred_at", OccurredAt, None),
+        ("correlation_id", CorrelationId, None),
+        ("topic_prefix", TopicPrefix, None),
+        ("as_json", AsJson, False),
+    )
+]
+
+
+def one_event_command(command: Callable[..., None]) -> Callable[..., None]:
+    """Give a one-event command the options every one of them takes (``--event-id``,
+    ``--occurred-at``, ``--correlation-id``, ``--topic-prefix``, ``--json``), after its
+    own; the command receives them as ``options: OneEventOptions``."""
+    signature = inspect.signature(command, eval_str=True)
+    own = [param for name, param in signature.parameters.items() if name != "options"]
+
+    @functools.wraps(command)
+    def with_options(
+        *args: Any,
+        event_id: str | None = None,
+        occurred_at: str | None = None,
+        correlation_id: str | None = None,
+        topic_prefix: str | None = None,
+        as_json: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        options = OneEventOptions(event_id, occurred_at, correlation_id, topic_prefix, as_json)
+        command(*args, options=options, **kwargs)
+
+    with_options.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*own, *_SHARED_OPTIONS]
+    )
+    return with_options
 
 
 def parse_money(flag: str, text: str) -> Decimal:

@@ -30,18 +30,15 @@ from producers.order import OrderProducer
 from shopstream.cli.context import console, settings_from
 from shopstream.cli.options import (
     STDIN,
-    AsJson,
     CartId,
-    CorrelationId,
     Currency,
     CustomerId,
-    EventId,
-    OccurredAt,
     OneEventOptions,
     OrderId,
     Quantity,
     Sku,
     TopicPrefix,
+    one_event_command,
     parse_line_flag,
     parse_money,
 )
@@ -124,6 +121,7 @@ def send_one(ctx: typer.Context, build: Build, options: OneEventOptions) -> Sent
 
 
 @cart_app.command("add-item")
+@one_event_command
 def cart_add_item(
     ctx: typer.Context,
     customer_id: CustomerId,
@@ -134,14 +132,10 @@ def cart_add_item(
     ] = None,
     quantity: Quantity = 1,
     currency: Currency = "EUR",
-    event_id: EventId = None,
-    occurred_at: OccurredAt = None,
-    correlation_id: CorrelationId = None,
-    topic_prefix: TopicPrefix = None,
-    as_json: AsJson = False,
+    *,
+    options: OneEventOptions,
 ) -> None:
     """CartItemAdded: put QUANTITY units of SKU in a cart."""
-    options = OneEventOptions(event_id, occurred_at, correlation_id, topic_prefix, as_json)
     send_one(
         ctx,
         lambda cart, _: cart.add_item(
@@ -158,20 +152,17 @@ def cart_add_item(
 
 
 @cart_app.command("remove-item")
+@one_event_command
 def cart_remove_item(
     ctx: typer.Context,
     cart_id: CartId,
     customer_id: CustomerId,
     sku: Sku,
     quantity: Quantity = 1,
-    event_id: EventId = None,
-    occurred_at: OccurredAt = None,
-    correlation_id: CorrelationId = None,
-    topic_prefix: TopicPrefix = None,
-    as_json: AsJson = False,
+    *,
+    options: OneEventOptions,
 ) -> None:
     """CartItemRemoved: take QUANTITY units of SKU out of a cart."""
-    options = OneEventOptions(event_id, occurred_at, correlation_id, topic_prefix, as_json)
     send_one(
         ctx,
         lambda cart, _: cart.remove_item(
@@ -182,6 +173,7 @@ def cart_remove_item(
 
 
 @cart_app.command("checkout")
+@one_event_command
 def cart_checkout(
     ctx: typer.Context,
     cart_id: CartId,
@@ -189,14 +181,10 @@ def cart_checkout(
     order_id: Annotated[
         str | None, typer.Option("--order-id", help="The order it becomes. Default: a new id.")
     ] = None,
-    event_id: EventId = None,
-    occurred_at: OccurredAt = None,
-    correlation_id: CorrelationId = None,
-    topic_prefix: TopicPrefix = None,
-    as_json: AsJson = False,
+    *,
+    options: OneEventOptions,
 ) -> None:
     """CartCheckedOut: the cart becomes an order."""
-    options = OneEventOptions(event_id, occurred_at, correlation_id, topic_prefix, as_json)
     send_one(
         ctx,
         lambda cart, _: cart.checkout(
@@ -210,6 +198,7 @@ def cart_checkout(
 
 
 @order_app.command("create")
+@one_event_command
 def order_create(
     ctx: typer.Context,
     customer_id: CustomerId,
@@ -227,14 +216,10 @@ def order_create(
     cart_id: Annotated[str | None, typer.Option("--cart-id", help="Cart it came from.")] = None,
     coupon_code: Annotated[str | None, typer.Option("--coupon-code")] = None,
     currency: Currency = "EUR",
-    event_id: EventId = None,
-    occurred_at: OccurredAt = None,
-    correlation_id: CorrelationId = None,
-    topic_prefix: TopicPrefix = None,
-    as_json: AsJson = False,
+    *,
+    options: OneEventOptions,
 ) -> None:
     """OrderCreated: a new order awaiting payment (PENDING_PAYMENT)."""
-    options = OneEventOptions(event_id, occurred_at, correlation_id, topic_prefix, as_json)
     lines = tuple(parse_line_flag(text) for text in line)
     send_one(
         ctx,
@@ -253,6 +238,7 @@ def order_create(
 
 
 @order_app.command("pay")
+@one_event_command
 def order_pay(
     ctx: typer.Context,
     order_id: OrderId,
@@ -261,14 +247,10 @@ def order_pay(
         str | None, typer.Option("--payment-id", help="Default: a new id.")
     ] = None,
     currency: Currency = "EUR",
-    event_id: EventId = None,
-    occurred_at: OccurredAt = None,
-    correlation_id: CorrelationId = None,
-    topic_prefix: TopicPrefix = None,
-    as_json: AsJson = False,
+    *,
+    options: OneEventOptions,
 ) -> None:
     """OrderPaid: PENDING_PAYMENT -> PAID."""
-    options = OneEventOptions(event_id, occurred_at, correlation_id, topic_prefix, as_json)
     send_one(
         ctx,
         lambda _, order: order.pay(
@@ -283,34 +265,28 @@ def order_pay(
 
 
 @order_app.command("confirm")
+@one_event_command
 def order_confirm(
     ctx: typer.Context,
     order_id: OrderId,
-    event_id: EventId = None,
-    occurred_at: OccurredAt = None,
-    correlation_id: CorrelationId = None,
-    topic_prefix: TopicPrefix = None,
-    as_json: AsJson = False,
+    *,
+    options: OneEventOptions,
 ) -> None:
     """OrderConfirmed: PAID -> CONFIRMED."""
-    options = OneEventOptions(event_id, occurred_at, correlation_id, topic_prefix, as_json)
     send_one(ctx, lambda _, order: order.confirm(order_id=order_id, **options.meta()), options)
 
 
 @order_app.command("ship")
+@one_event_command
 def order_ship(
     ctx: typer.Context,
     order_id: OrderId,
     carrier: Annotated[str, typer.Option("--carrier", help="e.g. DHL.")],
     tracking_number: Annotated[str, typer.Option("--tracking-number")],
-    event_id: EventId = None,
-    occurred_at: OccurredAt = None,
-    correlation_id: CorrelationId = None,
-    topic_prefix: TopicPrefix = None,
-    as_json: AsJson = False,
+    *,
+    options: OneEventOptions,
 ) -> None:
     """OrderShipped: CONFIRMED -> SHIPPED."""
-    options = OneEventOptions(event_id, occurred_at, correlation_id, topic_prefix, as_json)
     send_one(
         ctx,
         lambda _, order: order.ship(
@@ -324,18 +300,15 @@ def order_ship(
 
 
 @order_app.command("cancel")
+@one_event_command
 def order_cancel(
     ctx: typer.Context,
     order_id: OrderId,
     reason: Annotated[str, typer.Option("--reason", help="Why, e.g. customer-request.")],
-    event_id: EventId = None,
-    occurred_at: OccurredAt = None,
-    correlation_id: CorrelationId = None,
-    topic_prefix: TopicPrefix = None,
-    as_json: AsJson = False,
+    *,
+    options: OneEventOptions,
 ) -> None:
     """OrderCancelled: PENDING_PAYMENT, PAID or CONFIRMED -> CANCELLED."""
-    options = OneEventOptions(event_id, occurred_at, correlation_id, topic_prefix, as_json)
     send_one(
         ctx,
         lambda _, order: order.cancel(order_id=order_id, reason=reason, **options.meta()),
