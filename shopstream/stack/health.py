@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from shopstream.stack.kafka import KafkaPart
+from shopstream.stack.broker import KafkaPart
 
 
 @dataclass(frozen=True)

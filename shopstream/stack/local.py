@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shopstream.errors import StackError
+from shopstream.stack.apicurio import RegistryPart
 from shopstream.stack.base import Part, PartStatus, Progress, quiet
+from shopstream.stack.broker import KafkaPart, secure_files
 from shopstream.stack.config import StackConfig
-from shopstream.stack.kafka import KafkaPart, secure_files
 from shopstream.stack.postgres import PostgresPart
 from shopstream.stack.process import file_lock, find_marked_pids
-from shopstream.stack.registry import RegistryPart
 from shopstream.stack.users import ensure_scram_user
 
 

@@ -17,8 +17,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from shopstream.config import Settings, mask_url_password
 from shopstream.errors import ConnectionFailed
-from shopstream.kafka import build_client
-from shopstream.kafka_diagnosis import ConnectionErrors
+from shopstream.kafka.clients import build_client
+from shopstream.kafka.errors import ConnectionErrors
 from shopstream.serde import make_registry_client
 
 

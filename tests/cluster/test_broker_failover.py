@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient
-
-from consumers.groups import GROUPS
 from producers.simulator import SimulationConfig, Simulator
+
 from schemas import CART_TOPIC, ORDER_TOPIC
 from shopstream.config import Settings
+from shopstream.groups import PROJECT_GROUPS
 from shopstream.stack import LocalStack
 from tests.conftest import fresh_postgres_database
 from tests.support.failover import FailoverDrill, LoadProducer
@@ -61,7 +61,7 @@ def test_failover_under_load(
             database_url=database_url,
             shopstream_topic_prefix="failover-",
         )
-        run = FaultRun(settings, list(GROUPS), tmp_path).prepare()
+        run = FaultRun(settings, list(PROJECT_GROUPS), tmp_path).prepare()
         try:
             _drill(cluster, run, capsys)
         finally:
@@ -81,7 +81,7 @@ def _drill(local: LocalStack, run: FaultRun, capsys: pytest.CaptureFixture[str])
     assert _replication(local, [*topics, *internal]) == {name: {3} for name in topics + internal}
     config = SimulationConfig(customers=400, orders=None, seed=18, invalid_rate=0.01)
     producer = LoadProducer(run.settings, Simulator(config).events(), RATE).start()
-    for group in GROUPS:
+    for group in PROJECT_GROUPS:
         run.daemon([group]).start()
     drill = FailoverDrill(local, run.settings, run.engine, producer)
     drill.wait_caught_up()
@@ -98,12 +98,12 @@ def _drill(local: LocalStack, run: FaultRun, capsys: pytest.CaptureFixture[str])
     delivery = producer.stop()
     run.produced = list(producer.sent)
     run.finish(timeout=180)
-    reports = [run.report(group) for group in GROUPS]
+    reports = [run.report(group) for group in PROJECT_GROUPS]
     copies: Counter[str] = Counter()
     for topic in (CART_TOPIC, ORDER_TOPIC):
         records = read_topic(run.settings, run.settings.topic(topic), 0)
         copies.update(record.event.event_id for record in records)
-    drill.account(list(GROUPS), copies)
+    drill.account(list(PROJECT_GROUPS), copies)
     with capsys.disabled():  # the table belongs in the CI log, pass or fail
         print("\n" + drill.table(reports, delivery), flush=True)
 

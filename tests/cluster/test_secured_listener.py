@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from consumers.groups import GROUPS
 from shopstream.config import Settings
+from shopstream.groups import PROJECT_GROUPS
 from shopstream.stack import LocalStack
-from shopstream.stack.kafka import secure_files
+from shopstream.stack.broker import secure_files
 from tests.conftest import fresh_postgres_database
 from tests.support.faults import FaultRun, simulated_events
 from tests.support.own_stack import own_stack
@@ -80,18 +80,18 @@ def test_pipeline_over_the_secured_listener(
             database_url=database_url,
             shopstream_topic_prefix="secured-",
         )
-        run = FaultRun(settings, list(GROUPS), tmp_path).prepare()
+        run = FaultRun(settings, list(PROJECT_GROUPS), tmp_path).prepare()
         try:
             events = simulated_events(orders=300, customers=120, seed=33, invalid_rate=0.02)
             run.produced = list(events)
             began = time.monotonic()
             produce(settings, events)
             produced_s = time.monotonic() - began
-            for group in GROUPS:
+            for group in PROJECT_GROUPS:
                 run.daemon([group]).start()
             run.finish(timeout=180)
             applied_s = time.monotonic() - began
-            reports = [run.report(group) for group in GROUPS]
+            reports = [run.report(group) for group in PROJECT_GROUPS]
             with capsys.disabled():
                 print(
                     f"\nsecured pipeline (SASL_SSL, SCRAM-SHA-512, TLS 127.0.0.1): "

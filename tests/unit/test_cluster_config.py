@@ -15,9 +15,10 @@ from cryptography import x509
 
 from shopstream.config import Settings
 from shopstream.errors import ConfigError, StackError
-from shopstream.kafka import default_replication
-from shopstream.kafka_diagnosis import diagnose
+from shopstream.kafka.errors import diagnose
+from shopstream.kafka.topics import default_replication
 from shopstream.stack import LocalStack, StackConfig
+from shopstream.stack.broker import KafkaPart
 from shopstream.stack.config import (
     CLUSTER_MIN_ISR,
     CLUSTER_REPLICATION,
@@ -25,7 +26,6 @@ from shopstream.stack.config import (
     DEFAULT_SECURE_PORT,
     NODE_PORT_STEP,
 )
-from shopstream.stack.kafka import KafkaPart
 from shopstream.stack.security import SCRAM_MECHANISM, SCRAM_USER, SecureFiles
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,18 +1,25 @@
-"""Why a Kafka connection failed, in one line that names the setting to fix.
-
-librdkafka reports a refused SASL login, an untrusted certificate or a TLS listener
-spoken to in plaintext only through its error callback, while the request that
-failed just says "transport failure". :class:`ConnectionErrors` collects those
-errors; :func:`diagnose` turns them into a hint (never with a secret in it).
-"""
+"""THE one-line description of a Kafka (librdkafka) error, for messages and logs, and
+why a connection failed: librdkafka reports a refused SASL login, an untrusted
+certificate or a TLS listener spoken to in plaintext only through its error callback
+(the failed request just says "transport failure"); :class:`ConnectionErrors` collects
+those errors and :func:`diagnose` names the setting to fix (never with a secret)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 
 from shopstream.stack.process import port_accepts
+
+
+def describe_kafka_error(error: BaseException | KafkaError) -> str:
+    """``NAME: description`` of a librdkafka error (bare or raised), on one line."""
+    if isinstance(error, KafkaException) and error.args and isinstance(error.args[0], KafkaError):
+        error = error.args[0]
+    if isinstance(error, KafkaError):
+        return " ".join(f"{error.name()}: {error.str()}".split())
+    return " ".join(str(error).split())
 
 
 class ConnectionErrors:
