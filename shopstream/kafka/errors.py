@@ -10,8 +10,6 @@ from collections.abc import Mapping
 
 from confluent_kafka import KafkaError, KafkaException
 
-from shopstream.stack.process import port_accepts
-
 
 def describe_kafka_error(error: BaseException | KafkaError) -> str:
     """``NAME: description`` of a librdkafka error (bare or raised), on one line."""
@@ -37,6 +35,8 @@ class ConnectionErrors:
 
 def _bootstrap_ports_accept(bootstrap: str) -> bool:
     """True when every bootstrap server accepts a TCP connection."""
+    from shopstream.stack.process import port_accepts  # only on this failure path
+
     servers = [server.strip().rpartition(":") for server in bootstrap.split(",")]
     return all(
         port.isdigit() and port_accepts(int(port), host.strip("[]")) for host, _, port in servers
