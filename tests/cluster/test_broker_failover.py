@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient
-from producers.simulator import SimulationConfig, Simulator
 
 from schemas import CART_TOPIC, ORDER_TOPIC
 from shopstream.config import Settings
 from shopstream.groups import PROJECT_GROUPS
+from shopstream.simulation.simulator import SimulationConfig, Simulator
 from shopstream.stack import LocalStack
 from tests.conftest import fresh_postgres_database
 from tests.support.failover import FailoverDrill, LoadProducer
