@@ -40,6 +40,9 @@ RATE = 150.0
 """Events per second while the faults happen."""
 SESSION_TIMEOUT_S = 10.0
 """The daemons' session.timeout.ms (consumers.runtime default), in seconds."""
+DOWN_S = 10.0
+"""How long a killed node stays down: past broker.session.timeout.ms (9 s), so the
+controller fences it and moves its leaderships before it returns."""
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +89,9 @@ def _drill(local: LocalStack, run: FaultRun, capsys: pytest.CaptureFixture[str])
     drill = FailoverDrill(local, run.settings, run.engine, producer)
     drill.wait_caught_up()
 
-    drill.kill("kill -9 leader of the busiest partition", drill.busiest_partition_leader(), 5)
-    drill.kill("kill -9 active controller", drill.active_controller(), 5)
+    busiest = drill.busiest_partition_leader()
+    drill.kill("kill -9 leader of the busiest partition", busiest, DOWN_S)
+    drill.kill("kill -9 active controller", drill.active_controller(), DOWN_S)
     coordinator = drill.group_coordinator("order-state")
     drill.kill(
         f"node down {SESSION_TIMEOUT_S + 5:.0f} s > session.timeout.ms",

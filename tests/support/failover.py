@@ -104,6 +104,32 @@ class LoadProducer:
         return self.final
 
 
+class Restart:
+    """Start a killed node in a thread, so the recovery is measured while it boots."""
+
+    def __init__(self, local: LocalStack, node: int) -> None:
+        self._part = local.broker(node)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"restart-{node}")
+
+    def begin(self) -> Restart:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            self._part.start()
+        except BaseException as exc:
+            self._error = exc
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+
 @dataclass
 class Fault:
     """One kill and what followed it."""
@@ -217,8 +243,9 @@ class FailoverDrill:
         return {(g, t, p): int(o) for g, t, p, o in rows}
 
     def kill(self, name: str, node: int, down_for: float) -> Fault:
-        """SIGKILL ``node``, measure the recovery, restart it after ``down_for`` s, and
-        wait until every partition is fully replicated again."""
+        """SIGKILL ``node``, measure the recovery, restart it after ``down_for`` s (in a
+        thread: the measuring goes on), and wait until every partition is fully
+        replicated again."""
         fault = Fault(name, node, down_for)
         self.wait_caught_up()
         led = [partition for partition, leader in self.leaders().items() if leader == node]
@@ -230,7 +257,7 @@ class FailoverDrill:
         fault.first_event = max(0, sent_before - fault.in_flight)
         assert self.local.broker(node).kill() is not None, f"node {node} was not running"
         fault.killed_at = time.monotonic()
-        restarted = False
+        restart: Restart | None = None
         self._log(fault, f"killed node {node}; {len(fault.partitions)} partitions it led")
         next_note = 5.0
         while True:
@@ -239,13 +266,12 @@ class FailoverDrill:
             if elapsed >= next_note:
                 next_note += 5.0
                 self._log(fault, self._progress(fault, marks))
+            if restart is None and elapsed >= down_for:
+                self._log(fault, f"restarting node {node} (recovery still measured meanwhile)")
+                restart = Restart(self.local, node).begin()
             recovered = fault.apply_resumed is not None
-            if not restarted and elapsed >= down_for and (recovered or elapsed > RECOVERY_LIMIT_S):
-                self._log(fault, f"restarting node {node}")
-                self.local.broker(node).start()
-                restarted = True
-                self._log(fault, f"node {node} answers again")
-            if restarted and (recovered or elapsed > RECOVERY_LIMIT_S + 30):
+            if restart is not None and restart.done() and (recovered or elapsed > RECOVERY_LIMIT_S):
+                restart.check()
                 break
             time.sleep(POLL_S)
         fault.last_event = len(self.producer.sent)
