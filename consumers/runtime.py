@@ -178,14 +178,15 @@ class GroupRunner:
         """Call ``listener(applied_envelopes, commit_wall_time)`` after each DB commit."""
         self._commit_listeners.append(listener)
 
-    def start(self) -> None:
+    def start(self, consumer: Consumer | None = None) -> None:
+        """Subscribe (with ``consumer``, when given: the tests' scripted consumer)."""
         overrides = {
             "client.id": f"shopstream-{self.group_id}",
             "session.timeout.ms": self._options.session_timeout_ms,
             "heartbeat.interval.ms": max(500, self._options.session_timeout_ms // 5),
             **self._options.consumer_overrides,
         }
-        self._consumer = make_consumer(
+        self._consumer = consumer or make_consumer(
             self.settings, self.settings.kafka_group(self.group_id), **overrides
         )
         self._consumer.subscribe(
