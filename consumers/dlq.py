@@ -110,8 +110,11 @@ class DeadLetterWriter:
             self._max_bytes = int(configured) if configured else CLIENT_MESSAGE_MAX_BYTES
 
     def close(self) -> None:
+        """Drop letters not confirmed yet: their batches were not committed, so they are
+        written again by whoever reads those offsets next (waiting only delays the exit)."""
         if self._producer is not None:
-            self._producer.flush(10)
+            self._producer.purge()
+            self._producer.flush(1)
             self._producer = None
 
     def write_all(self, letters: Sequence[DeadLetter]) -> None:
