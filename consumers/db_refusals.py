@@ -21,6 +21,13 @@ a refusal, the right half is known to fail, so it is split at once without tryin
 whole. One poison event in a sub-batch of ``n`` costs about ``log2(n)`` extra
 (smaller) applies, and about ``1.5 n`` events of wasted work.
 
+PostgreSQL often names the refused row (the ``COPY`` line it was at, a key's value):
+when one of the sub-batch's events has a text quoted there (its id, its aggregate's
+id, the refused value), that event is tried alone first, between the events before
+it and the events after it (three applies instead of about ``1.5 log2(n)``; the
+order of the events is kept). A wrong guess only costs those applies: the pieces
+that still fail are bisected.
+
 The wasted work is what matters for throughput: a batch of 2,000 applied whole and
 refused wastes 2,000 events of work before the bisection starts. So after a batch
 with a refusal, the next :data:`CAREFUL_BATCHES` batches are applied in
@@ -66,6 +73,9 @@ class DbRefusal:
     """The SQLSTATE (PostgreSQL), the SQLite error name (``SQLITE_CONSTRAINT_CHECK``), or
     the driver's exception name when the driver refused before sending."""
     message: str
+    where: str = ""
+    """PostgreSQL's context and detail, which often quote the refused row (``COPY
+    orders, line 12: "..."``, ``Key (id)=(...)``): a hint of which event it came from."""
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
@@ -84,9 +94,13 @@ def db_refusal(exc: BaseException) -> DbRefusal | None:
         original = exc.orig
     sqlstate = getattr(original, "sqlstate", None)
     if isinstance(sqlstate, str):  # PostgreSQL answered with a code
-        if sqlstate[:2] in REFUSED_SQLSTATE_CLASSES:
-            return DbRefusal(sqlstate, _one_line(original))
-        return None
+        if sqlstate[:2] not in REFUSED_SQLSTATE_CLASSES:
+            return None
+        diag = getattr(original, "diag", None)
+        where = " ".join(
+            filter(None, [getattr(diag, "context", None), getattr(diag, "message_detail", None)])
+        )
+        return DbRefusal(sqlstate, _one_line(original), where)
     if isinstance(original, psycopg.DataError | psycopg.IntegrityError):
         return DbRefusal(type(original).__name__, _one_line(original))  # refused by psycopg
     if isinstance(original, sqlite3.IntegrityError | sqlite3.DataError):
@@ -154,6 +168,8 @@ class RefusalIsolator:
         ``known_bad``: the piece is known to be refused as a whole, so it is split at
         once (a single event is still tried: it is applied if it is not refused).
         """
+        if not piece:
+            return True
         refusal: DbRefusal | None = None
         if not known_bad or len(piece) == 1:
             outcome.applies += 1
@@ -171,10 +187,33 @@ class RefusalIsolator:
             assert refusal is not None
             outcome.refused.append(RefusedEvent(piece[0], refusal))
             return False
+        suspect = _suspect(piece, refusal)
+        if suspect is not None:  # try the event the database named alone, first
+            before, rest = piece[:suspect], piece[suspect + 1 :]
+            self._apply_piece(connection, before, outcome, known_bad=False)
+            self._apply_piece(connection, piece[suspect : suspect + 1], outcome, known_bad=False)
+            self._apply_piece(connection, rest, outcome, known_bad=False)
+            return False
         middle = len(piece) // 2
         left_clean = self._apply_piece(connection, piece[:middle], outcome, known_bad=False)
         self._apply_piece(connection, piece[middle:], outcome, known_bad=left_clean)
         return False
+
+
+SUSPECT_MIN_CHARS = 8
+"""Shorter texts (a currency, a small number) say nothing about which event it was."""
+
+
+def _suspect(piece: Sequence[Envelope], refusal: DbRefusal | None) -> int | None:
+    """The first event of ``piece`` one of whose texts the database quoted, if any."""
+    if refusal is None or not refusal.where:
+        return None
+    where = refusal.where
+    for index, env in enumerate(piece):
+        for value in env.event.to_record().values():
+            if isinstance(value, str) and len(value) >= SUSPECT_MIN_CHARS and value in where:
+                return index
+    return None
 
 
 def _pieces(batch: Sequence[Envelope], count: int) -> list[Sequence[Envelope]]:
