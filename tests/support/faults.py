@@ -29,6 +29,7 @@ from shopstream.events import DomainEvent
 from shopstream.kafka import make_producer
 from tests.support.daemons import Daemon, cli_env, run_until_caught_up
 from tests.support.pipeline import create_project_topics, dead_letters
+from tests.support.poison import install_refusal_trigger
 from tests.support.reference import (
     APPLIED,
     dump_group,
@@ -46,6 +47,11 @@ DECODE_REASONS = {
     "bad-body",
     "unknown-record-type",
 }
+
+
+POISONED_TABLES = ("carts", "orders", "sales_orders")
+"""Tables that refuse the rows of REFUSED_CUSTOMER in every fault run (a no-op for
+runs whose events never name that customer)."""
 
 
 def simulated_events(
@@ -87,6 +93,8 @@ class FaultRun:
         create_project_topics(self.settings)
         self.engine = make_engine(self.settings.database_url)
         upgrade(self.engine)
+        for table in POISONED_TABLES:
+            install_refusal_trigger(self.engine, table)
         return self
 
     @property

@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
+from collections.abc import Sequence
 from typing import Any
 
 import fastavro
@@ -20,6 +22,7 @@ from sqlalchemy import Engine, text
 
 from schemas import load_catalog
 from shopstream.config import Settings
+from shopstream.events import DomainEvent
 from shopstream.serde import HEADER, MAGIC_BYTE, make_registry_client
 
 REFUSED_CUSTOMER = "refused-by-db-trigger"
@@ -68,3 +71,19 @@ def raw_avro(settings: Settings, event_type: str, record: dict[str, Any]) -> byt
     buffer.write(HEADER.pack(MAGIC_BYTE, schema_id))
     fastavro.schemaless_writer(buffer, spec.parsed, record)
     return buffer.getvalue()
+
+
+def refuse_customers(events: Sequence[DomainEvent], every: int) -> list[DomainEvent]:
+    """``events`` with every ``every``-th customer (in order of first appearance) renamed
+    to :data:`REFUSED_CUSTOMER`: their carts and orders become poison for the trigger."""
+    order: dict[str, int] = {}
+    renamed: list[DomainEvent] = []
+    for event in events:
+        customer = getattr(event, "customer_id", None)
+        refused = customer is not None and order.setdefault(customer, len(order)) % every == 0
+        renamed.append(
+            dataclasses.replace(event, customer_id=REFUSED_CUSTOMER)  # type: ignore[type-var]
+            if refused
+            else event
+        )
+    return renamed
