@@ -6,8 +6,9 @@ One :class:`GroupRunner` drives one consumer group's projection:
 2. decode each message (undecodable → dead letter);
 3. in ONE database transaction: compare-and-set the group's next offsets
    (:class:`~consumers.offsets.OffsetStore`), drop events whose ``event_id`` was already
-   processed, let the projection apply the rest, record their ids, and write (and
-   confirm) the dead letters — then commit;
+   processed, let the projection apply the rest (events the database refuses are
+   isolated with savepoints, :mod:`consumers.db_refusals`), record their ids, and
+   write (and confirm, within a bounded wait) the dead letters — then commit;
 4. after the database commit, commit the same offsets to Kafka, so standard tools
    show the group's lag. Kafka's offsets are never read back: on assignment the
    runner resumes from the offsets in the database (earliest when none).
@@ -29,7 +30,8 @@ two members on SQLite: 26-34k events/s with the writer thread, 40-45k without; w
 one member the two are about equal (``RuntimeOptions.background_writes``).
 
 A database that fails is retried with backoff while the partitions are paused and
-the consumer keeps polling (it stays in the group); nothing is skipped. A broker that
+the consumer keeps polling (it stays in the group); nothing is skipped. So is a batch
+whose dead letters the broker did not confirm in time. A broker that
 goes away is retried by librdkafka and reported in the logs.
 """
 
