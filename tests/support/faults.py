@@ -69,6 +69,7 @@ class GroupReport:
     expected_applied: int
     applied: int
     dead_lettered_expected: int
+    db_rejected_expected: int
     dead_letters_distinct: int
     dead_letters_total: int
     lost: int
@@ -184,6 +185,7 @@ class FaultRun:
             expected_applied=len(want_applied),
             applied=len(got_applied),
             dead_lettered_expected=len(expected.rejected) + len(wanted_garbage),
+            db_rejected_expected=sum(1 for r in expected.reasons.values() if r == "db-rejected"),
             dead_letters_distinct=len(by_event) + len(undecodable),
             dead_letters_total=len(letters),
             lost=len(want_applied - got_applied),
@@ -214,7 +216,8 @@ class FaultRun:
             lines.append(
                 f"  {r.group:17s} applied {r.applied}/{r.expected_applied}, dead-lettered "
                 f"{r.dead_letters_distinct}/{r.dead_lettered_expected} "
-                f"({r.dead_letters_total} DLQ messages), lost {r.lost}, applied twice "
+                f"({r.dead_letters_total} DLQ messages, {r.db_rejected_expected} db-rejected), "
+                f"lost {r.lost}, applied twice "
                 f"{r.applied_twice}, tables {'== reference' if not r.table_problems else 'DIFFER'}"
             )
         return "\n".join(lines)
