@@ -176,6 +176,9 @@ class FaultRun:
                 f"dead letters by event id differ: {len(set(by_event) - expected.rejected)} extra, "
                 f"{len(expected.rejected - set(by_event))} missing"
             )
+        wrong = [r for r in letters if r.event_id and r.reason != expected.reasons.get(r.event_id)]
+        if wrong:
+            problems.append(f"{len(wrong)} dead letters with another reason than the reference's")
         undecodable = {(r.topic, r.partition, r.offset) for r in letters if not r.event_id}
         wanted_garbage = set(self.garbage) if group != "cart-projection" else set()
         if undecodable != wanted_garbage:
