@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import io
 from collections.abc import Sequence
@@ -87,3 +88,12 @@ def refuse_customers(events: Sequence[DomainEvent], every: int) -> list[DomainEv
             else event
         )
     return renamed
+
+
+def unvalidated(event: DomainEvent, **changes: Any) -> DomainEvent:
+    """A copy of ``event`` with ``changes``, without the event classes' validation (the
+    refusal under test must come from the database, whatever validation accepts)."""
+    changed = copy.copy(event)
+    for name, value in changes.items():
+        object.__setattr__(changed, name, value)
+    return changed
