@@ -3,7 +3,7 @@
 The poison is an ``OrderCreated`` the database refuses (a trigger on ``orders``
 refuses one customer id, installed for both runs so that both pay for it): the
 runtime isolates it by bisection with savepoints and dead-letters it as
-``db-rejected`` (consumers/db_refusals.py). Prints events/s of the clean and the
+``db-rejected`` (consumers/runtime/db_refusals.py). Prints events/s of the clean and the
 poisoned topic, measured alternately in the same run (median of ``--rounds``), and
 their ratio; the target is a ratio of at least 0.8.
 
@@ -32,7 +32,7 @@ from shopstream.config import Settings
 from shopstream.db.engine import create_postgres_database, drop_postgres_database, make_engine
 from shopstream.db.migrate import upgrade
 from shopstream.events import DomainEvent, OrderCreated, OrderLine
-from shopstream.kafka import create_topics, project_topics
+from shopstream.kafka.topics import create_topics, project_topics
 from shopstream.logs import configure_logging
 from shopstream.prefix import delete_prefixed_data
 from tests.support.poison import REFUSED_CUSTOMER, install_refusal_trigger

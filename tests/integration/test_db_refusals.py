@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import OperationalError
 
-from consumers.cart_projection import CartProjection, carts
-from consumers.db_refusals import CAREFUL_PIECES, RefusalIsolator, db_refusal
-from consumers.order_state import OrderStateProjection, orders
-from consumers.projection import Envelope
+from consumers.projections.base import Envelope
+from consumers.projections.cart_projection import CartProjection, carts
+from consumers.projections.order_state import OrderStateProjection, orders
+from consumers.runtime.db_refusals import CAREFUL_PIECES, RefusalIsolator, db_refusal
 from shopstream.events import CartItemAdded, DomainEvent, OrderCreated, OrderLine
 from tests.support.poison import (
     REFUSED_CUSTOMER,

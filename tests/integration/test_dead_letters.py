@@ -17,16 +17,16 @@ import pytest
 from confluent_kafka import Message
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from consumers import dlq
-from consumers.dlq import DeadLetter, DeadLetterUnavailable, DeadLetterWriter
-from consumers.metrics import ConsumerMetrics
-from consumers.order_state import OrderStateProjection
-from consumers.runtime import GroupRunner, RuntimeOptions
+from consumers.projections.order_state import OrderStateProjection
+from consumers.runtime import dlq_writer as dlq
+from consumers.runtime.dlq_writer import DeadLetter, DeadLetterUnavailable, DeadLetterWriter
+from consumers.runtime.metrics import ConsumerMetrics
+from consumers.runtime.runner import GroupRunner, RuntimeOptions
 from schemas import ORDER_TOPIC, dlq_topic
 from shopstream.config import Settings
 from shopstream.db.engine import make_engine
 from shopstream.db.migrate import upgrade
-from shopstream.kafka import make_producer
+from shopstream.kafka.clients import make_producer
 from tests.support.pipeline import create_project_topics, read_all
 from tests.support.reference import processed_outcomes
 from tests.support.scripted import Scene, ScriptedConsumer, orders_for

@@ -25,14 +25,14 @@ import pytest
 from confluent_kafka import Producer
 from sqlalchemy import Engine
 
-from consumers import dlq
-from consumers.groups import projection_for
-from consumers.metrics import ConsumerMetrics
-from consumers.runtime import GroupRunner, RuntimeOptions
+from consumers.projections import projection_for
+from consumers.runtime import dlq_writer as dlq
+from consumers.runtime.metrics import ConsumerMetrics
+from consumers.runtime.runner import GroupRunner, RuntimeOptions
 from schemas import CART_TOPIC, ORDER_TOPIC, dlq_topic
 from shopstream.config import Settings
 from shopstream.events import DomainEvent
-from shopstream.kafka import make_producer
+from shopstream.kafka.clients import make_producer
 from tests.support.faults import simulated_events
 from tests.support.pipeline import create_project_topics, produce, read_all
 from tests.support.poison import REFUSED_CUSTOMER, install_refusal_trigger, raw_avro

@@ -16,8 +16,8 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from sqlalchemy import Engine, select
 
-from consumers import dlq
-from consumers.order_state import orders
+from consumers.projections.order_state import orders
+from consumers.runtime import dlq_writer as dlq
 from schemas import ORDER_TOPIC, dlq_topic
 from shopstream.config import Settings
 from tests.support.pipeline import read_all

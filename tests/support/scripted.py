@@ -16,10 +16,10 @@ from typing import Any
 from confluent_kafka import Message, TopicPartition
 from sqlalchemy import Engine, select
 
-from consumers.metrics import ConsumerMetrics
-from consumers.offsets import OffsetStore
-from consumers.order_state import OrderStateProjection, order_status_history
-from consumers.runtime import GroupRunner, RuntimeOptions
+from consumers.projections.order_state import OrderStateProjection, order_status_history
+from consumers.runtime.metrics import ConsumerMetrics
+from consumers.runtime.offset_store import OffsetStore
+from consumers.runtime.runner import GroupRunner, RuntimeOptions
 from schemas import ORDER_TOPIC, load_catalog
 from shopstream.config import Settings
 from shopstream.events import DomainEvent, OrderCreated, OrderLine, OrderPaid

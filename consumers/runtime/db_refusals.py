@@ -45,7 +45,7 @@ import psycopg
 from sqlalchemy import Connection
 from sqlalchemy.exc import StatementError
 
-from consumers.projection import Envelope, Rejection
+from consumers.projections.base import Envelope, Rejection
 
 REASON = "db-rejected"
 """The dead letters' ``dlq.reason`` for events the database refused."""
