@@ -115,8 +115,9 @@ def test_a_poison_event_in_a_batch_revoked_in_flight_is_dead_lettered_once(
     install_refusal_trigger(stage.engine, "orders")
     events = {p: orders_for(p, 5) for p in range(PARTITIONS)}
     events[1][4:6] = orders_for(1, 1, customer=REFUSED_CUSTOMER)
-    stage.write(events)
     poison = events[1][4]
+    events[2].append(poison)  # re-sent later (same event id): skipped, not dead-lettered again
+    stage.write(events)
 
     def revoke_and_reread(consumer: ScriptedConsumer) -> None:
         consumer.revoke(1)
@@ -129,7 +130,8 @@ def test_a_poison_event_in_a_batch_revoked_in_flight_is_dead_lettered_once(
         6: lambda c: c.lose(0),
         7: lambda c: c.assign(0),
     }
-    stage.run(stage.runner(background(stage)), ScriptedConsumer(stage.log, script))
+    runner = stage.runner(background(stage))
+    stage.run(runner, ScriptedConsumer(stage.log, script))
 
     outcomes = processed_outcomes(stage.engine, "order-state")
     paid_after_poison = events[1][5]
@@ -137,6 +139,7 @@ def test_a_poison_event_in_a_batch_revoked_in_flight_is_dead_lettered_once(
     assert outcomes.pop(paid_after_poison.event_id) == "dead-lettered"  # unknown-order
     assert set(outcomes.values()) == {"applied"}
     assert len(outcomes) == len(stage.all_ids()) - 2
+    assert runner.events_applied == len(outcomes)  # the re-sent copy was a duplicate
     with stage.engine.connect() as connection:
         customers = set(connection.execute(select(orders.c.customer_id)).scalars())
     assert REFUSED_CUSTOMER not in customers
