@@ -279,7 +279,6 @@ class IdempotencyKey(Base):
 
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(64))
-    state: Mapped[str] = mapped_column(String(12))  # in-flight | done
-    status_code: Mapped[int | None] = mapped_column(Integer)
-    response: Mapped[str | None] = mapped_column(Text)
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)

@@ -48,9 +48,8 @@ def upgrade() -> None:
         "service_idempotency_keys",
         sa.Column("key", sa.String(length=255), nullable=False),
         sa.Column("fingerprint", sa.String(length=64), nullable=False),
-        sa.Column("state", sa.String(length=12), nullable=False),
-        sa.Column("status_code", sa.Integer(), nullable=True),
-        sa.Column("response", sa.Text(), nullable=True),
+        sa.Column("status_code", sa.Integer(), nullable=False),
+        sa.Column("response", sa.Text(), nullable=False),
         sa.Column("created_at", UtcDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("key"),
     )
