@@ -16,8 +16,8 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
 
@@ -70,6 +70,27 @@ def _bind(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, stopping on SIGTERM/SIGINT like the daemons: it finishes the
+    requests in hand and returns (exit 0) instead of re-raising the signal (which
+    uvicorn does so the process dies of it)."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        def handle(signum: int, _frame: FrameType | None) -> None:
+            if not self.should_exit:
+                log.info("signal received, stopping", signal=signal.Signals(signum).name)
+            self.force_exit = self.should_exit and signum == signal.SIGINT
+            self.should_exit = True
+
+        previous = {s: signal.signal(s, handle) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
 
 class _RelayThread:
@@ -177,7 +198,7 @@ def serve(settings: Settings, options: ServeOptions) -> int:
             timeout_graceful_shutdown=int(options.shutdown_timeout_s),
             backlog=2048,
         )
-        uvicorn.Server(config).run(sockets=[sock])
+        _Server(config).run(sockets=[sock])
         if relay is not None and relay.thread.is_alive():
             log.error("relay did not stop in time")
             return 1
