@@ -115,7 +115,6 @@ class OutboxRelay:
 
     def run(self) -> None:
         """Publish until stopped; failures of one pass are logged and retried."""
-        self._producer = make_producer(self._settings, **{"linger.ms": self._options.linger_ms})
         try:
             while not self._stop.is_set():
                 self.last_progress = time.monotonic()
@@ -123,7 +122,7 @@ class OutboxRelay:
                     if not self._lead():
                         self._stop.wait(self._options.idle_wait_s)
                         continue
-                    if self._publish_pass() == 0:
+                    if self.publish_once() == 0:
                         self._wait()
                 except (SQLAlchemyError, psycopg.Error, ShopstreamError) as exc:
                     self._metrics.relay_failures.inc()
@@ -132,8 +131,13 @@ class OutboxRelay:
                     self._stop.wait(RETRY_BACKOFF_S)
         finally:
             self._drop_listener()
-            self._producer.flush(self._options.flush_timeout_s)
-            self._producer = None
+            self.close()
+
+    def close(self) -> None:
+        """Flush and drop the Kafka producer (a later pass makes a new one)."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            producer.flush(self._options.flush_timeout_s)
 
     # -- leadership and wake-ups ------------------------------------------------------
 
@@ -171,7 +175,7 @@ class OutboxRelay:
 
     # -- publishing -------------------------------------------------------------------
 
-    def _publish_pass(self) -> int:
+    def publish_once(self) -> int:
         """Publish one batch of pending rows; returns how many were read."""
         with self._engine.begin() as connection:
             rows = outbox.pending(connection, self._options.batch_size)
@@ -179,8 +183,9 @@ class OutboxRelay:
             self._metrics.pending.set(0)
             return 0
         self._metrics.pending.set(len(rows))
+        if self._producer is None:
+            self._producer = make_producer(self._settings, **{"linger.ms": self._options.linger_ms})
         producer = self._producer
-        assert producer is not None
         acknowledged: list[tuple[int, datetime]] = []
         failures: list[str] = []
         for row in rows:
