@@ -77,7 +77,8 @@ class ServiceProcess:
             start_new_session=True,
         )
         self.starts += 1
-        self.wait_ready(ready_timeout)
+        if ready_timeout > 0:
+            self.wait_ready(ready_timeout)
         return self
 
     @property
