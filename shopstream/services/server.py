@@ -44,6 +44,9 @@ log = get_logger("shopstream.serve")
 
 PURGE_EVERY_S = 600.0
 STALL_AFTER_S = 60.0
+KEEP_ALIVE_S = 30
+"""Idle keep-alive connections are closed after this (uvicorn's 5 s default raced with
+clients reusing a pooled connection under load: a reset instead of an answer)."""
 
 
 @dataclass(frozen=True)
@@ -197,6 +200,7 @@ def serve(settings: Settings, options: ServeOptions) -> int:
             lifespan="on",
             timeout_graceful_shutdown=int(options.shutdown_timeout_s),
             backlog=2048,
+            timeout_keep_alive=KEEP_ALIVE_S,
         )
         _Server(config).run(sockets=[sock])
         if relay is not None and relay.thread.is_alive():
