@@ -234,10 +234,13 @@ def run_relay(
 
         def ready() -> tuple[bool, str]:
             ok, text = healthy()
-            if ok and not _database_ok(engine):
+            if not ok:
+                return ok, text
+            if not _database_ok(engine):
                 return False, "database unavailable"
-            return ok, text if not ok else (
-                "ready" if relay.leader or not _is_pg(engine) else "standby"
+            return (
+                True,
+                "ready" if relay.leader or engine.dialect.name != "postgresql" else "standby",
             )
 
         http = (
@@ -265,7 +268,3 @@ def run_relay(
         return 0
     finally:
         engine.dispose()
-
-
-def _is_pg(engine: Engine) -> bool:
-    return engine.dialect.name == "postgresql"
