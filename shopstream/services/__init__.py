@@ -4,4 +4,6 @@ command against the service's own tables and publishes through a transactional o
 :mod:`.api` (FastAPI routes) → :mod:`.commands` (checks and state changes) →
 :mod:`.transactions` (one transaction: idempotency key, state change, outbox rows) →
 :mod:`.relay` (publishes pending outbox rows to Kafka and marks them sent).
+:mod:`.server` runs ``serve`` and ``relay``; :mod:`.api_client` drives the API with the
+simulator's shoppers (``simulate --via-api``). See docs/services.md.
 """

@@ -95,7 +95,6 @@ class OutboxRelay:
         self._listener: psycopg.Connection[Any] | None = None
         self.last_progress = time.monotonic()
         self.leader = False
-        self.error: BaseException | None = None
 
     @property
     def wake(self) -> threading.Event:

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, event
 
 from shopstream.db.engine import make_engine
-from shopstream.events import now_utc
+from shopstream.events import DomainEvent, now_utc
 from shopstream.services import idempotency, outbox
 from shopstream.services.commands import Refused, Result
 
@@ -98,7 +98,7 @@ class CommandExecutor:
                     result = command(connection, now)
             except Refused as refusal:
                 response = Response(refusal.status, _json(refusal.body()))
-                events: tuple[Any, ...] = ()
+                events: tuple[DomainEvent, ...] = ()
             else:
                 response = Response(result.status, _json(result.body))
                 events = tuple(result.events)
