@@ -1,10 +1,11 @@
 """The services under load: requests/s and latency of add-item, checkout and pay at a
 fixed concurrency, and the relay's commit → Kafka-acknowledged lag at a fixed rate.
 
-Starts ``shopstream serve`` (uvicorn, one process, relay inside) on a free 127.0.0.1
-port against a fresh database (PostgreSQL when TEST_POSTGRES_URL names a server,
-else SQLite) and fresh prefixed topics (deleted after), then drives it with async
-httpx clients from this process (the load generator shares the machine's cores):
+Starts ``shopstream serve`` (uvicorn; ``--workers`` processes on PostgreSQL, relay
+inside) on a free 127.0.0.1 port against a fresh database (PostgreSQL when
+TEST_POSTGRES_URL names a server, else SQLite) and fresh prefixed topics (deleted
+after), then drives it with async httpx clients from this process (the load
+generator shares the machine's cores):
 
 1. ``POST /carts/{id}/items`` once per cart (``--carts``) at ``--concurrency``;
 2. ``POST /carts/{id}/checkout`` for each cart;
@@ -148,6 +149,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--workers", type=int, default=2, help="serve processes (PostgreSQL)")
     args = parser.parse_args()
     base = Settings.load()
     prefix = f"bench-svc-{uuid.uuid4().hex[:8]}-"
@@ -165,7 +167,8 @@ def main() -> None:
     env = {**os.environ, **settings.endpoint_env(), "LOG_LEVEL": "WARNING"}
     log = (workdir / "serve.log").open("wb")
     serve = subprocess.Popen(
-        [sys.executable, "-m", "shopstream", "serve", "--port", str(port)],
+        [sys.executable, "-m", "shopstream", "serve", "--port", str(port)]
+        + (["--workers", str(args.workers)] if server else []),
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -180,7 +183,8 @@ def main() -> None:
                 time.sleep(0.2)
         print(
             f"services on {settings.masked()['DATABASE_URL'].split('@')[-1]}, "
-            f"concurrency {args.concurrency}, one serve process, {os.cpu_count()} cores"
+            f"concurrency {args.concurrency}, {args.workers if server else 1} serve process(es), "
+            f"{os.cpu_count()} cores"
         )
         paced = asyncio.run(drive(service, args.carts, args.concurrency, args.rate, args.seconds))
         relay_lag(url, paced)

@@ -35,6 +35,14 @@ def serve(
         ),
     ] = True,
     relay_batch: Annotated[int, typer.Option(min=1, help="Max outbox rows per relay pass.")] = 1000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Processes serving the port (PostgreSQL only above 1; one relay publishes).",
+        ),
+    ] = 1,
     shutdown_timeout: Annotated[
         float, typer.Option(min=0.0, callback=finite, help="Seconds to finish requests on SIGTERM.")
     ] = 30.0,
@@ -50,6 +58,7 @@ def serve(
         relay=relay,
         relay_options=RelayOptions(batch_size=relay_batch),
         shutdown_timeout_s=shutdown_timeout,
+        workers=workers,
     )
     sys.exit(run_serve(settings_from(ctx), options))
 

@@ -12,6 +12,8 @@ own port like the consumer daemons, until SIGTERM or SIGINT.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import socket
 import threading
@@ -57,6 +59,8 @@ class ServeOptions:
     """Run the outbox relay in this process (off when a separate ``shopstream relay`` runs)."""
     relay_options: RelayOptions = field(default_factory=RelayOptions)
     shutdown_timeout_s: float = 30.0
+    workers: int = 1
+    """Processes serving the socket (PostgreSQL only above 1)."""
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -139,13 +143,71 @@ def _database_ok(engine: Engine) -> bool:
 
 
 def serve(settings: Settings, options: ServeOptions) -> int:
-    """Run the API (and its relay) until SIGTERM/SIGINT; returns the exit code."""
+    """Run the API (and its relay) until SIGTERM/SIGINT; returns the exit code.
+
+    With ``workers`` > 1 (PostgreSQL only) the checks, the migration and the socket are
+    done once, then that many processes are forked, each with its own engine, relay
+    (one publishes at a time: the advisory lock) and uvicorn on the shared socket.
+    """
+    if options.workers > 1 and settings.database_url.startswith("sqlite"):
+        raise UsageError("--workers above 1 needs PostgreSQL (SQLite has one writer process)")
+    _prepare(settings, options)
+    sock = _bind(options.host, options.port)
+    if options.workers == 1:
+        return _run_worker(settings, options, sock)
+    return _run_workers(settings, options, sock)
+
+
+def _prepare(settings: Settings, options: ServeOptions) -> None:
+    """Database reachable and migrated, catalog seeded, Kafka/registry/topics there."""
     engine = make_service_engine(settings.database_url)
     try:
         check_database(engine)
         upgrade(engine)
         with engine.begin() as connection:
             seed_products(connection, ProductCatalog.load())
+        if options.relay:
+            OutboxRelay(settings, engine, ServiceMetrics(), threading.Event()).check()
+    finally:
+        engine.dispose()
+
+
+def _run_workers(settings: Settings, options: ServeOptions, sock: socket.socket) -> int:
+    """Fork the workers, forward SIGTERM/SIGINT to them, wait; 1 if any failed."""
+    children: list[int] = []
+    for _ in range(options.workers):
+        pid = os.fork()
+        if pid == 0:  # the worker: its own engine, relay and server on the shared socket
+            code = 1
+            try:
+                code = _run_worker(settings, options, sock)
+            finally:
+                os._exit(code)
+        children.append(pid)
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    failed = 0
+    try:
+        for child in children:
+            _, status = os.waitpid(child, 0)
+            failed += os.waitstatus_to_exitcode(status) != 0
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if failed:
+        log.error("workers failed", failed=failed, workers=options.workers)
+    return 1 if failed else 0
+
+
+def _run_worker(settings: Settings, options: ServeOptions, sock: socket.socket) -> int:
+    """One process: the API on uvicorn over ``sock`` (and the relay on a thread)."""
+    engine = make_service_engine(settings.database_url)
+    try:
         metrics = ServiceMetrics()
         stop = threading.Event()
         relay = (
@@ -153,9 +215,6 @@ def serve(settings: Settings, options: ServeOptions) -> int:
             if options.relay
             else None
         )
-        if relay is not None:
-            relay.relay.check()
-        sock = _bind(options.host, options.port)
         executor = CommandExecutor(engine, relay.relay.wake.set if relay else None)
 
         def healthy() -> tuple[bool, str]:
@@ -183,6 +242,7 @@ def serve(settings: Settings, options: ServeOptions) -> int:
                 url=f"http://{options.host}:{sock.getsockname()[1]}",
                 relay=relay is not None,
                 database=engine.dialect.name,
+                pid=os.getpid(),
             )
             try:
                 yield

@@ -670,6 +670,7 @@ SERVICES_CASES = [
     *(case("serve", "--port", p) for p in ["x", "-1", "65536", "1e3"]),
     *(case("serve", "--relay-batch", n) for n in ["0", "-1", "x"]),
     *(case("serve", "--shutdown-timeout", t) for t in ["-1", *FLOATS_THAT_ARE_NOT]),
+    *(case("serve", "--workers", n) for n in ["0", "65", "x"]),
     case("serve", "--relay", "yes"),
     case("serve"),  # valid: nothing answers
     case("serve", "--no-relay"),  # valid: nothing answers
