@@ -37,12 +37,12 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from producers.simulator import ProductCatalog
 from shopstream.config import Settings
 from shopstream.db.engine import create_postgres_database, drop_postgres_database, make_engine
 from shopstream.db.models import OutboxRow
-from shopstream.kafka import create_topics, project_topics
+from shopstream.kafka.topics import create_topics, project_topics
 from shopstream.prefix import delete_prefixed_data
+from shopstream.simulation.simulator import ProductCatalog
 
 SKU = ProductCatalog.load().products[0].sku
 PRICE = ProductCatalog.load().products[0].price

@@ -28,7 +28,6 @@ from typing import Any
 
 import httpx
 
-from producers.simulator import invalid_kind
 from shopstream.events import (
     CartCheckedOut,
     CartEvent,
@@ -42,6 +41,7 @@ from shopstream.events import (
     OrderShipped,
 )
 from shopstream.services.idempotency import REPLAY_HEADER
+from shopstream.simulation.simulator import invalid_kind
 
 RETRY_PAUSE_S = 0.2
 REQUEST_TIMEOUT_S = 30.0

@@ -23,8 +23,6 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, Table, delete, select, update
 
-from consumers.order_state import OrderStatus, TransitionRefused, check_payment, next_status
-from producers.simulator import ProductCatalog
 from shopstream.db.bulk import dialect_insert
 from shopstream.db.models import (
     ServiceCart,
@@ -33,6 +31,7 @@ from shopstream.db.models import (
     ServiceOrderLine,
     ServiceProduct,
 )
+from shopstream.domain.order import OrderStatus, TransitionRefused, check_payment, next_status
 from shopstream.events import (
     CartCheckedOut,
     CartItemAdded,
@@ -46,6 +45,7 @@ from shopstream.events import (
     OrderShipped,
     new_event_id,
 )
+from shopstream.simulation.simulator import ProductCatalog
 
 products: Table = ServiceProduct.__table__  # type: ignore[assignment]
 carts: Table = ServiceCart.__table__  # type: ignore[assignment]

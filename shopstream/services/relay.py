@@ -42,7 +42,7 @@ from shopstream.config import Settings
 from shopstream.db.engine import describe_db_error, libpq_url
 from shopstream.errors import ShopstreamError
 from shopstream.events import now_utc
-from shopstream.kafka import METADATA_TIMEOUT_S, check_broker, make_admin, make_producer
+from shopstream.kafka.clients import METADATA_TIMEOUT_S, check_broker, make_admin, make_producer
 from shopstream.logs import get_logger
 from shopstream.serde import EventSerializer, make_registry_client
 from shopstream.services import outbox

@@ -27,8 +27,7 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import Engine, inspect
 
-from consumers.health import HealthServer
-from producers.simulator import ProductCatalog
+from consumers.runtime.health import HealthServer
 from shopstream.config import Settings
 from shopstream.db.engine import check_database
 from shopstream.db.migrate import upgrade
@@ -41,6 +40,7 @@ from shopstream.services.commands import seed_products
 from shopstream.services.metrics import ServiceMetrics
 from shopstream.services.relay import OutboxRelay, RelayOptions
 from shopstream.services.transactions import CommandExecutor, make_service_engine
+from shopstream.simulation.simulator import ProductCatalog
 
 log = get_logger("shopstream.serve")
 

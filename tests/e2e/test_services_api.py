@@ -22,7 +22,6 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, func, select
 
-from producers.simulator import ProductCatalog
 from shopstream.config import Settings
 from shopstream.db.engine import (
     create_postgres_database,
@@ -30,6 +29,7 @@ from shopstream.db.engine import (
     libpq_url,
     make_engine,
 )
+from shopstream.simulation.simulator import ProductCatalog
 from tests.conftest import StackEndpoints
 from tests.support.pipeline import create_project_topics
 from tests.support.services import ServiceProcess, outbox_table, outbox_verdict, service_env

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from producers.simulator import SimulationConfig, Simulator, invalid_kind
 from shopstream.config import Settings
 from shopstream.db.engine import make_engine
+from shopstream.simulation.simulator import SimulationConfig, Simulator, invalid_kind
 from tests.conftest import StackEndpoints, fresh_postgres_database
 from tests.support.pipeline import create_project_topics
 from tests.support.reference import dump_table, expected_for

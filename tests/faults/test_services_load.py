@@ -26,10 +26,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select, update
 
-from producers.simulator import SimulationConfig, Simulator
 from shopstream.config import Settings
 from shopstream.db.engine import make_engine
 from shopstream.services.api_client import ApiDriver, DriveReport
+from shopstream.simulation.simulator import SimulationConfig, Simulator
 from tests.conftest import StackEndpoints, fresh_postgres_database
 from tests.support.pipeline import create_project_topics
 from tests.support.services import (

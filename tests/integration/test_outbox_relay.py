@@ -14,7 +14,6 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Connection, select
 
-from producers.simulator import ProductCatalog
 from schemas import CART_TOPIC
 from shopstream.config import Settings
 from shopstream.db.engine import make_engine
@@ -25,6 +24,7 @@ from shopstream.services.commands import add_item, seed_products
 from shopstream.services.metrics import ServiceMetrics
 from shopstream.services.relay import OutboxRelay, RelayOptions
 from shopstream.services.transactions import CommandExecutor, Request, make_service_engine
+from shopstream.simulation.simulator import ProductCatalog
 from tests.conftest import StackEndpoints, fresh_postgres_database
 from tests.support.pipeline import create_project_topics
 from tests.support.readback import read_topic

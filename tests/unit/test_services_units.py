@@ -3,10 +3,10 @@ request each simulated event becomes under ``simulate --via-api``."""
 
 from __future__ import annotations
 
-from producers.simulator import SimulationConfig, Simulator, invalid_kind
 from shopstream.events import CartCheckedOut, OrderCreated
 from shopstream.services.api_client import call_for
 from shopstream.services.idempotency import MAX_KEY_LENGTH, fingerprint, parse_key
+from shopstream.simulation.simulator import SimulationConfig, Simulator, invalid_kind
 
 
 def test_keys_are_sf_strings_or_bare_tokens() -> None:
