@@ -23,7 +23,7 @@ from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from sqlalchemy import Connection
-from starlette.middleware.base import RequestResponseEndpoint
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shopstream.events import MAX_INT, EventValidationError
 from shopstream.logs import get_logger
@@ -145,7 +145,7 @@ def create_app(
             ) from None
 
     _install_error_handlers(app)
-    _install_observer(app, metrics)
+    app.add_middleware(Observer, metrics=metrics)
 
     # -- operations -------------------------------------------------------------------
 
@@ -268,23 +268,44 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
 
-def _install_observer(app: FastAPI, metrics: ServiceMetrics) -> None:
-    """A structured log line and metrics for every request."""
+class Observer:
+    """A structured log line and metrics for every request (a plain ASGI middleware:
+    Starlette's ``BaseHTTPMiddleware`` costs a task and a stream per request)."""
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next: RequestResponseEndpoint) -> Response:
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+        self._app = app
+        self._metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
         started = time.perf_counter()
-        response = await call_next(request)
-        elapsed = time.perf_counter() - started
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        metrics.requests.labels(request.method, route, str(response.status_code)).inc()
-        metrics.request_seconds.labels(request.method, route).observe(elapsed)
-        log.info(
-            "request",
-            method=request.method,
-            path=request.url.path,
-            status=response.status_code,
-            ms=round(elapsed * 1000, 2),
-            replayed=response.headers.get(idempotency.REPLAY_HEADER) is not None,
-        )
-        return response
+        status, replayed = 500, False
+
+        async def observed(message: Message) -> None:
+            nonlocal status, replayed
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                replayed = any(name == _REPLAY for name, _ in message.get("headers", ()))
+            await send(message)
+
+        try:
+            await self._app(scope, receive, observed)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"]
+            self._metrics.requests.labels(method, route, str(status)).inc()
+            self._metrics.request_seconds.labels(method, route).observe(elapsed)
+            log.info(
+                "request",
+                method=method,
+                path=scope["path"],
+                status=status,
+                ms=round(elapsed * 1000, 2),
+                replayed=replayed,
+            )
+
+
+_REPLAY = idempotency.REPLAY_HEADER.lower().encode()
