@@ -863,6 +863,8 @@ CONSOLE_CASES = [
     case("inspect", "topics", "--timeout", "0.2"),
     case("query", "carts", "--abandoned-after", "5x"),
     case("demo", "--orders", "0"),
+    case("serve", "--port", "65536"),
+    case("relay", "--batch", "0"),
 ]
 
 
