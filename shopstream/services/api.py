@@ -25,7 +25,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from sqlalchemy import Connection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shopstream.events import MAX_INT, EventValidationError
+from shopstream.events import EventValidationError
 from shopstream.logs import get_logger
 from shopstream.services import commands, idempotency
 from shopstream.services.commands import Result
@@ -38,7 +38,9 @@ log = get_logger("shopstream.api")
 
 Check = Callable[[], tuple[bool, str]]
 Text = Annotated[str, Field(min_length=1)]
-Quantity = Annotated[int, Field(gt=0, le=MAX_INT, strict=True)]
+AVRO_INT_MAX = 2**31 - 1
+"""Quantities are Avro ints; the domain's own limit is the typed events' check (422)."""
+Quantity = Annotated[int, Field(gt=0, le=AVRO_INT_MAX, strict=True)]
 
 
 def _no_float(value: Any) -> Any:
@@ -193,7 +195,7 @@ def create_app(
         cart_id: str,
         sku: str,
         request: Command,
-        quantity: Annotated[int | None, Query(gt=0, le=MAX_INT)] = None,
+        quantity: Annotated[int | None, Query(gt=0, le=AVRO_INT_MAX)] = None,
     ) -> Response:
         """Take ``quantity`` (default: all) of ``sku`` out of the cart. → CartItemRemoved"""
         return run(request, lambda c, now: commands.remove_item(c, now, cart_id, sku, quantity))
