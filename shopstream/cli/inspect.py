@@ -30,6 +30,7 @@ from shopstream.inspection.offsets import End, OffsetSpec, parse_offset_spec
 from shopstream.inspection.peek import MessageFilter, PeekRequest, peek
 from shopstream.inspection.reader import ReadPlan
 from shopstream.inspection.schemas import RegistryBrowser
+from shopstream.inspection.timeline import order_timeline
 from shopstream.inspection.topics import describe_topic, list_topics
 from shopstream.serde import make_registry_client
 
@@ -337,3 +338,31 @@ def dlq_cmd(
         return
     for table in render.dlq_tables(report):
         console.print(table)
+
+
+# -- one order's timeline ----------------------------------------------------------------
+
+
+@app.command("order")
+def order_cmd(
+    ctx: typer.Context,
+    order_id: Annotated[str, typer.Argument(help="The order id (the key of order-events).")],
+    window: Annotated[
+        int | None,
+        typer.Option(
+            "--window",
+            min=1,
+            help="Read at most the last N offsets of each partition (default: all of it).",
+        ),
+    ] = None,
+    fmt: FormatOpt = Format.table,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
+) -> None:
+    """One order's timeline: its events across cart and order topics and their DLQs, in
+    order, beside its database row; flags where they disagree."""
+    timeline = order_timeline(settings_from(ctx), order_id, window=window, timeout=timeout)
+    if fmt is Format.json:
+        _print_json(timeline.to_json())
+        return
+    for part in render.timeline_tables(timeline):
+        console.print(part, highlight=False)
