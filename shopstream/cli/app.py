@@ -61,6 +61,11 @@ class Commands(LazyGroup):
             "Read-only views: topics, decoded events, consumer groups and lag, schemas, DLQs.",
         ),
         Lazy(
+            "dlq",
+            "shopstream.cli.dlq:app",
+            "Dead letters: re-produce them to their topic.",
+        ),
+        Lazy(
             "query",
             "shopstream.cli.query:app",
             "Ask the read models: orders, carts, sales, customers.",
