@@ -42,6 +42,7 @@ COMMANDS = [
     "db",
     "produce",
     "inspect",
+    "dlq",
     "query",
 ]
 
