@@ -66,6 +66,11 @@ class Commands(LazyGroup):
             "Dead letters: re-produce them to their topic.",
         ),
         Lazy(
+            "console",
+            "shopstream.cli.console_cmd:console",
+            "The live web console: pipeline, lag, shop, dead letters, order timelines, schemas.",
+        ),
+        Lazy(
             "query",
             "shopstream.cli.query:app",
             "Ask the read models: orders, carts, sales, customers.",

@@ -43,6 +43,7 @@ COMMANDS = [
     "produce",
     "inspect",
     "dlq",
+    "console",
     "query",
 ]
 
