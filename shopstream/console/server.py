@@ -10,9 +10,11 @@ sampler stops, and the process exits 0, like the consumer daemons.
 from __future__ import annotations
 
 import ipaddress
+import signal
 import socket
 import sys
 from collections.abc import Callable
+from types import FrameType
 
 import uvicorn
 
@@ -25,6 +27,18 @@ log = get_logger("shopstream.console")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8090
 SHUTDOWN_GRACE_S = 3
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises the signal it stopped on once it is done, so the process ends
+    by that signal; the console, like the consumer daemons, exits 0 after a clean stop."""
+
+    stopped_by: int | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self.stopped_by = sig
+        self._captured_signals.clear()
 
 
 def is_loopback(host: str) -> bool:
@@ -81,13 +95,15 @@ def serve(
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         lifespan="on",
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
     log.info("console.listening", url=url, token=settings.shopstream_console_token is not None)
     (announce or _print)(url)
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
+    if server.stopped_by is not None:
+        log.info("console.signal", signal=signal.Signals(server.stopped_by).name)
 
 
 def _print(url: str) -> None:

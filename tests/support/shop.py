@@ -8,8 +8,10 @@ producer that remembers where each event landed, and runs the project's groups w
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -162,3 +164,45 @@ def order_story(*, ship_too_early: bool = True) -> OrderStory:
         events.append(OrderShipped(order_id=order_id, carrier="DHL", tracking_number="TRK1"))
     events.append(OrderConfirmed(order_id=order_id))
     return OrderStory(cart_id, order_id, customer_id, tuple(events))
+
+
+@dataclass
+class ConsoleProcess:
+    """``shopstream console --port 0`` as a real process; ``url`` once it listens."""
+
+    process: subprocess.Popen[str]
+    url: str
+    log_path: Path
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM, then wait: the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_console(
+    shop: Shop, *args: str, env: dict[str, str] | None = None, timeout: float = 60.0
+) -> ConsoleProcess:
+    log_path = shop.workdir / f"console-{time.monotonic_ns()}.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shopstream", "console", "--port", "0", "--interval", "0.5", *args],
+        env={**shop.env(), "LOG_LEVEL": "INFO", "LOG_FORMAT": "json", **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=log_path.open("w"),
+        text=True,
+    )
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout
+    line = ""
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if line.startswith("console: ") or not line:
+            break
+    if not line.startswith("console: "):
+        process.kill()
+        raise AssertionError(f"the console did not start: {log_path.read_text()[-2000:]}")
+    return ConsoleProcess(process, line.removeprefix("console: ").strip(), log_path)
