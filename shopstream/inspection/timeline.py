@@ -268,7 +268,9 @@ def _jsonable(row: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 
 class KeyScanner:
-    """Reads the one partition a key hashes to and keeps the messages with that key."""
+    """Reads the one partition a key hashes to and keeps the messages with that key.
+
+    One assign-only reader serves every scan (use as a context manager)."""
 
     def __init__(
         self,
@@ -279,12 +281,17 @@ class KeyScanner:
         window: int | None,
         timeout: float,
     ) -> None:
-        self._settings = settings
         self._cluster = cluster
         self._decoder = decoder
         self._window = window
-        self._timeout = timeout
+        self._reader = TopicReader(settings, timeout)
         self.reads: list[PartitionRead] = []
+
+    def __enter__(self) -> KeyScanner:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._reader.close()
 
     def partition_of(self, topic: str, key: str) -> int | None:
         """The key's partition of ``topic``; None when the topic does not exist."""
@@ -303,35 +310,18 @@ class KeyScanner:
         if self._window is not None:
             start = max(start, marks.end - self._window)
         began = time.perf_counter()
-        raw = _read_key(self._settings, topic, partition, key.encode(), start, marks, self._timeout)
+        wanted = key.encode()
+        raw = []
+        if start < marks.end:
+            plan = ReadPlan(topic, {partition: start}, {partition: marks.end})
+            with closing(self._reader.messages(plan)) as stream:
+                raw = [message for message in stream if message.key() == wanted]
         found = [self._decoder.inspect(message) for message in raw]
         seconds = time.perf_counter() - began
         self.reads.append(
             PartitionRead(topic, partition, key, start, marks.end, marks.start, len(found), seconds)
         )
         return found
-
-
-def _read_key(
-    settings: Settings,
-    topic: str,
-    partition: int,
-    key: bytes,
-    start: int,
-    marks: Watermarks,
-    timeout: float,
-) -> list[Any]:
-    """The raw messages keyed ``key`` in ``[start, marks.end)`` (keys compared as bytes,
-    only matches are decoded)."""
-    if start >= marks.end:
-        return []
-    plan = ReadPlan(topic, {partition: start}, {partition: marks.end})
-    matches = []
-    with TopicReader(settings, timeout) as reader, closing(reader.messages(plan)) as stream:
-        for message in stream:
-            if message.key() == key:
-                matches.append(message)
-    return matches
 
 
 # -- the database -------------------------------------------------------------------------
@@ -455,18 +445,17 @@ def order_timeline(
                 f"unknown topic {topics.order!r} (list them with 'shopstream inspect topics')"
             )
         scanner = KeyScanner(settings, cluster, decoder, window=window, timeout=timeout)
-        order_events = scanner.scan(topics.order, order_id)
-        order_letters = scanner.scan(dlq_topic(topics.order), order_id)
-        cart_id = _cart_id(order_events, order_letters)
-        database_cart = None
-        if cart_id is None:
-            database_cart = _database_cart_id(settings, order_id)
-            cart_id = database_cart
-        cart_events: list[InspectedMessage] = []
-        cart_letters: list[InspectedMessage] = []
-        if cart_id is not None:
-            cart_events = scanner.scan(topics.cart, cart_id)
-            cart_letters = scanner.scan(dlq_topic(topics.cart), cart_id)
+        with scanner:
+            order_events = scanner.scan(topics.order, order_id)
+            order_letters = scanner.scan(dlq_topic(topics.order), order_id)
+            cart_id = _cart_id(order_events, order_letters)
+            if cart_id is None:
+                cart_id = _database_cart_id(settings, order_id)
+            cart_events: list[InspectedMessage] = []
+            cart_letters: list[InspectedMessage] = []
+            if cart_id is not None:
+                cart_events = scanner.scan(topics.cart, cart_id)
+                cart_letters = scanner.scan(dlq_topic(topics.cart), cart_id)
     events = [*order_events, *cart_events]
     letters = [*order_letters, *cart_letters]
     wanted_ids: dict[str, set[str]] = {}
