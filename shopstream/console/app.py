@@ -39,6 +39,8 @@ from shopstream.config import Settings
 from shopstream.console import views
 from shopstream.console.sampler import Sampler
 from shopstream.errors import ConnectionFailed, ShopstreamError, UsageError
+from shopstream.inspection.decode import MessageDecoder
+from shopstream.inspection.peek import make_decoder
 from shopstream.inspection.timeline import UnknownOrder
 from shopstream.logs import get_logger
 from shopstream.redrive import Coordinates, Selection, redrive
@@ -58,7 +60,7 @@ CSRF_HEADER = "x-shopstream-console"
 STREAM_POLL_S = 0.2
 KEEPALIVE_S = 15.0
 MAX_LETTERS = 500
-TIMELINE_POLL_S = 1.0
+TIMELINE_POLL_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -187,8 +189,11 @@ class _Console:
         self.streams.inc()
         try:
             last = ""
+            decoder = await to_thread.run_sync(make_decoder, self.settings)
             while not self.stopping.is_set() and not await request.is_disconnected():
-                kind, data = await to_thread.run_sync(_timeline_or_error, self.settings, order_id)
+                kind, data = await to_thread.run_sync(
+                    _timeline_or_error, self.settings, order_id, decoder
+                )
                 shown = json.dumps(_without_timings(data), sort_keys=True)
                 if shown != last:
                     last = shown
@@ -365,9 +370,11 @@ def _event_stream(events: AsyncIterator[str]) -> StreamingResponse:
     )
 
 
-def _timeline_or_error(settings: Settings, order_id: str) -> tuple[str, dict[str, Any]]:
+def _timeline_or_error(
+    settings: Settings, order_id: str, decoder: MessageDecoder
+) -> tuple[str, dict[str, Any]]:
     try:
-        return "timeline", views.timeline(settings, order_id)
+        return "timeline", views.timeline(settings, order_id, decoder)
     except ShopstreamError as exc:
         return "problem", {"error": " ".join(exc.message.split())}
 

@@ -23,6 +23,7 @@ from shopstream.db.models import DlqRedrive
 from shopstream.errors import ConnectionFailed
 from shopstream.inspection.cluster import Cluster
 from shopstream.inspection.dboffsets import read_only_engine
+from shopstream.inspection.decode import MessageDecoder
 from shopstream.inspection.dlq import DeadLetter
 from shopstream.inspection.offsets import FromEnd
 from shopstream.inspection.peek import PeekRequest, peek
@@ -95,8 +96,10 @@ def _redriven(
         engine.dispose()
 
 
-def timeline(settings: Settings, order_id: str) -> dict[str, Any]:
-    found = order_timeline(settings, order_id, window=TIMELINE_WINDOW, timeout=5.0)
+def timeline(
+    settings: Settings, order_id: str, decoder: MessageDecoder | None = None
+) -> dict[str, Any]:
+    found = order_timeline(settings, order_id, window=TIMELINE_WINDOW, timeout=5.0, decoder=decoder)
     data = found.to_json()
     data["window"] = TIMELINE_WINDOW
     return data

@@ -53,6 +53,9 @@ GROUPS_BY_TOPIC: Mapping[str, tuple[str, ...]] = {
 }
 """The project's groups that read each topic (their ids in the database)."""
 ORDER_STATE_GROUP = "order-state"
+FETCH_WAIT_MS = 10
+"""A read stops at the end of a partition it was told about; the broker's default
+wait for more data (500 ms) would only delay that end (measured 0.5 s → 0.05 s)."""
 
 APPLIED = "applied"
 DEAD_LETTERED = "dead-lettered"
@@ -284,7 +287,8 @@ class KeyScanner:
         self._cluster = cluster
         self._decoder = decoder
         self._window = window
-        self._reader = TopicReader(settings, timeout)
+        self._reader = TopicReader(settings, timeout, **{"fetch.wait.max.ms": FETCH_WAIT_MS})
+        self._reader.load_metadata()
         self.reads: list[PartitionRead] = []
 
     def __enter__(self) -> KeyScanner:
@@ -427,10 +431,12 @@ def order_timeline(
     *,
     window: int | None = None,
     timeout: float = DEFAULT_TIMEOUT_S,
+    decoder: MessageDecoder | None = None,
 ) -> Timeline:
     """Every event about ``order_id``, with the database's view and where they disagree.
 
     ``window``: read at most the last N offsets of each partition (None: all of it).
+    ``decoder``: one kept between calls keeps its registry look-ups (a live view).
     """
     if not order_id.strip():
         raise UsageError("the order id is empty")
@@ -438,7 +444,7 @@ def order_timeline(
         raise UsageError("--window must be a positive number of offsets")
     began = time.perf_counter()
     topics = _Topics(settings.topic(ORDER_TOPIC), settings.topic(CART_TOPIC))
-    decoder = make_decoder(settings)
+    decoder = decoder or make_decoder(settings)
     with Cluster(settings, timeout) as cluster:
         if topics.order not in cluster.metadata().topics:
             raise UsageError(
