@@ -55,9 +55,11 @@ EVENT_ID_HEADER = "redrive.event_id"
 WILL_SEND = "will-send"
 SENT = "sent"
 ALREADY = "already-redriven"
+WITH_ANOTHER = "sent-with-another-letter"
 UNDECODABLE = "undecodable"
 NO_ORIGIN = "no-original-topic"
 FLUSH_TIMEOUT_S = 60.0
+_RECORDED = frozenset({SENT, WITH_ANOTHER, ALREADY})
 
 redrives_table: Table = DlqRedrive.__table__  # type: ignore[assignment]
 
@@ -135,6 +137,8 @@ class RedriveItem:
     partition: int | None = None
     offset: int | None = None
     note: str | None = None
+    recorded: bool | None = None
+    """False: sent (or found sent) but its dlq_redrives row is still to be written."""
 
     def to_json(self) -> dict[str, Any]:
         message = self.letter.message
@@ -173,16 +177,34 @@ class RedriveReport:
             "sent": self.count(SENT),
             "would_send": self.count(WILL_SEND),
             "already_redriven": self.count(ALREADY),
+            "with_another_letter": self.count(WITH_ANOTHER),
             "skipped": self.count(UNDECODABLE) + self.count(NO_ORIGIN),
             "letters": [item.to_json() for item in self.items],
         }
 
 
-def redrive_event_id(dlq_topic: str, partition: int, offset: int, timestamp_ms: int) -> str:
-    """The new event id of a dead letter's redrive: the same for the same letter, every
-    time (a UUIDv7 at the dead letter's time, its random bits from its coordinates)."""
-    digest = hashlib.sha256(f"{dlq_topic}\0{partition}\0{offset}".encode()).digest()
-    return time_ordered_uuid(timestamp_ms, int.from_bytes(digest[:10], "big") >> 6)
+def redrive_event_id(letter: DeadLetter) -> str:
+    """The new event id of a dead letter's redrive: the same every time for the same
+    original event, whichever group's letter it comes from (a UUIDv7 at the event's
+    ``occurred_at``, its random bits from the original coordinates)."""
+    message = letter.message
+    if letter.original_topic and letter.original_offset is not None:
+        origin = f"{letter.original_topic}\0{letter.original_partition}\0{letter.original_offset}"
+    else:
+        origin = f"{message.topic}\0{message.partition}\0{message.offset}"
+    digest = hashlib.sha256(origin.encode()).digest()
+    occurred = event_from_json(message.event or {}).occurred_at
+    return time_ordered_uuid(
+        int(occurred.timestamp() * 1000), int.from_bytes(digest[:10], "big") >> 6
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    """What earlier redrives did: letters redriven, and where each new event landed."""
+
+    letters: set[tuple[int, int]]
+    events: dict[str, tuple[str, int, int]]
 
 
 def redrive(
@@ -192,7 +214,10 @@ def redrive(
     dry_run: bool = False,
     timeout: float = DEFAULT_TIMEOUT_S,
 ) -> RedriveReport:
-    """Redrive the dead letters ``selection`` chooses (or list them, with ``dry_run``)."""
+    """Redrive the dead letters ``selection`` chooses (or list them, with ``dry_run``).
+
+    Two groups may refuse the same event: their letters carry it once (one new event).
+    """
     report = read_dead_letters(
         settings, selection.topic, start=selection.start(), reason=selection.reason, timeout=timeout
     )
@@ -202,18 +227,57 @@ def redrive(
     engine = make_engine(settings.database_url)
     try:
         done = _redriven(engine, report.topic)
-        planned = [_plan(report.topic, letter, done) for letter in chosen]
+        planned = _plan_all(chosen, done)
         if dry_run:
             return RedriveReport(report.topic, True, tuple(planned))
         sent = _send(settings, [item for item in planned if item.status == WILL_SEND])
-        _record(engine, report.topic, sent.values())
+        landed = dict(done.events)
+        landed.update(
+            {k: (i.topic or "", i.partition or 0, i.offset or 0) for k, i in sent.items()}
+        )
+        items = [
+            _landed(
+                sent.get(item.event_id or "", item) if item.status == WILL_SEND else item, landed
+            )
+            for item in planned
+        ]
+        _record(
+            engine,
+            report.topic,
+            [i for i in items if i.status in _RECORDED and i.recorded is False],
+        )
     finally:
         engine.dispose()
-    items = tuple(sent.get(id(item), item) for item in planned)
-    return RedriveReport(report.topic, False, items)
+    return RedriveReport(report.topic, False, tuple(items))
 
 
-def _redriven(engine: Engine, dlq_topic: str) -> set[tuple[int, int]]:
+def _plan_all(letters: list[DeadLetter], done: _Done) -> list[RedriveItem]:
+    planned: list[RedriveItem] = []
+    first: set[str] = set()
+    for letter in letters:
+        item = _plan(letter, done)
+        if item.status == WILL_SEND and item.event_id in first:
+            item = replace(
+                item,
+                status=WITH_ANOTHER,
+                note="another group's letter of the same event",
+                recorded=False,
+            )
+        if item.status == WILL_SEND:
+            first.add(item.event_id or "")
+        planned.append(item)
+    return planned
+
+
+def _landed(item: RedriveItem, landed: dict[str, tuple[str, int, int]]) -> RedriveItem:
+    """``item`` with where its event landed (sent now or by an earlier redrive)."""
+    where = landed.get(item.event_id or "")
+    if where is None or item.status not in _RECORDED:
+        return item
+    return replace(item, topic=where[0], partition=where[1], offset=where[2])
+
+
+def _redriven(engine: Engine, dlq_topic: str) -> _Done:
     c = redrives_table.c
     try:
         with engine.connect() as connection:
@@ -222,25 +286,36 @@ def _redriven(engine: Engine, dlq_topic: str) -> set[tuple[int, int]]:
                     "the database has no dlq_redrives table; run 'shopstream db upgrade'"
                 )
             rows = connection.execute(
-                select(c.dlq_partition, c.dlq_offset).where(c.dlq_topic == dlq_topic)
-            )
-            return {(int(p), int(o)) for p, o in rows}
+                select(
+                    c.dlq_partition, c.dlq_offset, c.event_id, c.topic, c.partition, c.offset
+                ).where(c.dlq_topic == dlq_topic)
+            ).all()
     except SQLAlchemyError as exc:
         raise ConnectionFailed(f"reading dlq_redrives failed: {describe_db_error(exc)}") from None
+    return _Done(
+        letters={(int(r[0]), int(r[1])) for r in rows},
+        events={str(r[2]): (str(r[3]), int(r[4]), int(r[5])) for r in rows},
+    )
 
 
-def _plan(dlq_topic: str, letter: DeadLetter, done: set[tuple[int, int]]) -> RedriveItem:
+def _plan(letter: DeadLetter, done: _Done) -> RedriveItem:
     message = letter.message
-    if (message.partition, message.offset) in done:
+    if (message.partition, message.offset) in done.letters:
         return RedriveItem(letter, ALREADY)
     if message.problem is not None or message.event is None:
         reason = message.problem.reason if message.problem else "no event"
         return RedriveItem(letter, UNDECODABLE, note=f"the event does not decode ({reason})")
     if not letter.original_topic:
         return RedriveItem(letter, NO_ORIGIN, note="no dlq.topic header")
-    event_id = redrive_event_id(
-        dlq_topic, message.partition, message.offset, message.timestamp_ms or 0
-    )
+    event_id = redrive_event_id(letter)
+    if event_id in done.events:
+        return RedriveItem(
+            letter,
+            ALREADY,
+            event_id=event_id,
+            note="its event was redriven from another group's letter",
+            recorded=False,
+        )
     return RedriveItem(letter, WILL_SEND, event_id=event_id, topic=letter.original_topic)
 
 
@@ -277,13 +352,13 @@ class _Encoders:
         return serializer
 
 
-def _send(settings: Settings, items: Sequence[RedriveItem]) -> dict[int, RedriveItem]:
-    """Produce every item; the sent ones (with where they landed) by ``id(item)``."""
+def _send(settings: Settings, items: Sequence[RedriveItem]) -> dict[str, RedriveItem]:
+    """Produce every item; the sent ones (with where they landed) by event id."""
     if not items:
         return {}
     encoders = _Encoders(settings)
     producer = make_producer(settings, **{"linger.ms": 5})
-    results: dict[int, RedriveItem] = {}
+    results: dict[str, RedriveItem] = {}
     failures: list[str] = []
 
     def delivered(item: RedriveItem) -> Callable[[KafkaError | None, Message], None]:
@@ -291,8 +366,12 @@ def _send(settings: Settings, items: Sequence[RedriveItem]) -> dict[int, Redrive
             if error is not None:
                 failures.append(f"{item.letter.message.offset}: {error.str()}")
                 return
-            results[id(item)] = replace(
-                item, status=SENT, partition=message.partition(), offset=message.offset()
+            results[item.event_id or ""] = replace(
+                item,
+                status=SENT,
+                partition=message.partition(),
+                offset=message.offset(),
+                recorded=False,
             )
 
         return on_delivery

@@ -174,10 +174,13 @@ class _Console:
         finally:
             self.streams.dec()
 
-    def dead_letters(self, limit: int = views.DEAD_LETTERS_SHOWN) -> JSONResponse:
+    def dead_letters(
+        self, limit: int = views.DEAD_LETTERS_SHOWN, key: str | None = None
+    ) -> JSONResponse:
         if not 1 <= limit <= MAX_LETTERS:
             raise UsageError(f"limit must be between 1 and {MAX_LETTERS}")
-        return JSONResponse({"letters": views.dead_letters(self.settings, limit)})
+        found = views.dead_letters(self.settings, limit, key or None)
+        return JSONResponse({"letters": found})
 
     def order(self, order_id: str) -> JSONResponse:
         return JSONResponse(views.timeline(self.settings, order_id))

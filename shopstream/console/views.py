@@ -26,17 +26,21 @@ from shopstream.inspection.dboffsets import read_only_engine
 from shopstream.inspection.decode import MessageDecoder
 from shopstream.inspection.dlq import DeadLetter
 from shopstream.inspection.offsets import FromEnd
-from shopstream.inspection.peek import PeekRequest, peek
+from shopstream.inspection.peek import MessageFilter, PeekRequest, peek
 from shopstream.inspection.schemas import RegistryBrowser, registry_failure
 from shopstream.inspection.timeline import order_timeline
 from shopstream.serde import make_registry_client
 
 TIMELINE_WINDOW = 500_000
 DEAD_LETTERS_SHOWN = 50
+KEY_SEARCH_WINDOW = 10_000
 
 
-def dead_letters(settings: Settings, limit: int = DEAD_LETTERS_SHOWN) -> list[dict[str, Any]]:
-    """The latest ``limit`` dead letters of both DLQs, newest first, decoded."""
+def dead_letters(
+    settings: Settings, limit: int = DEAD_LETTERS_SHOWN, key: str | None = None
+) -> list[dict[str, Any]]:
+    """The latest ``limit`` dead letters of both DLQs, newest first, decoded; with
+    ``key``, only that key's among the last ``KEY_SEARCH_WINDOW`` of each partition."""
     letters: list[DeadLetter] = []
     with Cluster(settings, timeout=5.0) as cluster:
         known = cluster.metadata().topics
@@ -44,7 +48,11 @@ def dead_letters(settings: Settings, limit: int = DEAD_LETTERS_SHOWN) -> list[di
         topic = dlq_topic(settings.topic(logical))
         if topic not in known:
             continue
-        request = PeekRequest(topic=topic, start=FromEnd(limit))
+        request = PeekRequest(
+            topic=topic,
+            start=FromEnd(limit if key is None else KEY_SEARCH_WINDOW),
+            only=MessageFilter(key=key),
+        )
         with closing(peek(settings, request, timeout=5.0)) as stream:
             letters.extend(DeadLetter.from_message(message) for message in stream)
     letters.sort(

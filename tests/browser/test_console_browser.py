@@ -108,10 +108,10 @@ def page(browser: Any, scene: Scene) -> Iterator[Any]:
     assert problems == [], problems
 
 
-def screenshot(page: Any, name: str) -> None:
+def screenshot(page: Any, name: str, *, full_page: bool = True) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     if os.environ.get("SHOPSTREAM_UPDATE_SCREENSHOTS") == "1":
         DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, DOCS_SCREENSHOTS / f"{name}.png")
@@ -206,6 +206,12 @@ def test_schemas_lists_the_subjects_and_the_catalog(page: Any, scene: Scene) -> 
 def test_redrive_a_dead_letter_from_the_page(page: Any, scene: Scene) -> None:
     wait_live(page, "/dead-letters")
     page.wait_for_selector("#dlq-totals tbody tr")
+    page.wait_for_selector("#dlq-latest tr[data-letter]")
+    screenshot(page, "dead-letters")
+    page.fill("input[name='key']", scene.early.order_id)
+    page.click("form.search button[type='submit']")
+    page.wait_for_url(f"**/dead-letters?key={scene.early.order_id}")
+    page.wait_for_selector(LIVE)
     shipped = scene.early.events[5]
     row = page.locator("tr[data-letter]", has_text=scene.early.order_id).filter(
         has_text="order-state"
@@ -213,10 +219,10 @@ def test_redrive_a_dead_letter_from_the_page(page: Any, scene: Scene) -> None:
     row.wait_for()
     row.click()  # opens the decoded event
     assert shipped.event_id in page.locator("tr.detail pre.json").first.text_content()
-    screenshot(page, "dead-letters")
+    screenshot(page, "dead-letter-detail")
     row.locator("button[data-redrive]").click()
     page.wait_for_selector("#modal:not([hidden])")
-    screenshot(page, "redrive-confirm")
+    screenshot(page, "redrive-confirm", full_page=False)
     page.click("#modal-ok")
     page.locator(".toast", has_text="Redriven as").wait_for(timeout=15_000)
     scene.shop.consume(["order-state"])

@@ -70,16 +70,21 @@ def test_redrive_sends_once_and_the_group_applies_it(shop: Shop) -> None:
     (item,) = report.items
     assert item.status == SENT
     letter = item.letter.message
-    assert item.event_id == redrive_event_id(
-        dlq_topic(topic), letter.partition, letter.offset, letter.timestamp_ms or 0
-    )
+    assert item.event_id == redrive_event_id(item.letter)
     assert item.event_id != shipped.event_id
     assert item.partition == partition_for_key(story.order_id, 6)
 
     again = redrive(shop.settings, selection)
     assert [i.status for i in again.items] == [ALREADY]
+    # sales-projection refused the same event: its letter is that event, already sent
+    other = redrive(shop.settings, Selection(topic=ORDER_TOPIC, group="sales-projection"))
+    assert [(i.status, i.event_id, i.offset) for i in other.items] == [
+        (ALREADY, item.event_id, item.offset)
+    ]
+    everything = redrive(shop.settings, Selection(topic=ORDER_TOPIC), dry_run=True)
+    assert {i.status for i in everything.items} == {ALREADY}
     after = end_offsets(shop, topic)
-    assert sum(after) - sum(before) == 1, "the second redrive sent again"
+    assert sum(after) - sum(before) == 1, "a later redrive sent again"
 
     (redriven,) = [
         m
@@ -120,11 +125,12 @@ def test_redrive_sends_once_and_the_group_applies_it(shop: Shop) -> None:
 def test_cli_dry_run_json_and_one_line_errors(shop: Shop) -> None:
     story = order_story(ship_too_early=True)
     shop.produce(story.events)
-    shop.consume(["order-state"])
+    shop.consume(["order-state", "sales-projection"])
     done = shop.cli("dlq", "redrive", "order-events", "--all", "--dry-run", "--format", "json")
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
-    assert (data["dry_run"], data["would_send"], data["sent"]) == (True, 1, 0)
+    # both groups refused the OrderShipped: one event would go, carrying both letters
+    assert (data["dry_run"], data["would_send"], data["with_another_letter"]) == (True, 1, 1)
     letter = data["letters"][0]
     at = f"{letter['dlq']['partition']}:{letter['dlq']['offset']}"
     sent = shop.cli("dlq", "redrive", "order-events", "--at", at)

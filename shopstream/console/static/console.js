@@ -427,14 +427,19 @@ function abandonedTable(carts) {
 // dead letters -----------------------------------------------------------------------------------
 
 function deadLettersPage() {
+  const key = new URLSearchParams(location.search).get("key") || "";
   const overview = h("div", { id: "dlq-overview" });
   const latest = h("section", { class: "card flush", id: "dlq-latest" }, h("h2", {}, "Latest dead letters"), h("p", { class: "muted", style: "padding:0 16px" }, "Loading…"));
-  replace(main, pageHead("Dead letters", "Events a group refused, by topic, group and reason; each one decoded, and redrivable."), overview, latest);
+  const input = h("input", { type: "text", name: "key", value: key, placeholder: "filter by key (order or cart id)", autocomplete: "off" });
+  const filter = h("form", { class: "search", method: "get", action: "/dead-letters" }, input,
+    h("button", { class: "btn", type: "submit" }, "Filter"), key ? h("a", { class: "btn ghost", href: "/dead-letters" }, "Clear") : null);
+  replace(main, pageHead("Dead letters", "Events a group refused, by topic, group and reason; each one decoded, and redrivable.", filter), overview, latest);
   let seenTotal = "";
   const open = new Set();
   const load = async () => {
     try {
-      const data = await getJSON("/api/dead-letters?limit=50");
+      const query = key ? `limit=50&key=${encodeURIComponent(key)}` : "limit=20";
+      const data = await getJSON(`/api/dead-letters?${query}`);
       renderLetters(latest, data.letters, open, load);
     } catch (err) {
       replace(latest, h("h2", {}, "Latest dead letters"), h("div", { class: "problem" }, String(err.message)));
@@ -501,7 +506,8 @@ function renderLetters(container, letters, open, reload) {
     rows.push(row);
     if (open.has(id)) rows.push(h("tr", { class: "detail" }, h("td", { colspan: 7 }, letterDetail(letter))));
   }
-  replace(container, h("h2", {}, `Latest dead letters (${letters.length})`),
+  const filtered = new URLSearchParams(location.search).get("key");
+  replace(container, h("h2", {}, filtered ? `Dead letters of ${filtered} (${letters.length})` : `Latest dead letters (${letters.length})`),
     letters.length ? h("table", {},
       h("thead", {}, h("tr", {}, h("th", {}, "dead-lettered"), h("th", {}, "where"), h("th", {}, "group"), h("th", {}, "reason"), h("th", {}, "type"), h("th", {}, "key"), h("th", {}, ""))),
       h("tbody", {}, rows)) : h("p", { class: "muted", style: "padding:0 16px 12px" }, "None."));
