@@ -32,6 +32,7 @@ from producers.simulator import SimulationConfig, Simulator
 from schemas import CART_TOPIC, ORDER_TOPIC, dlq_topic
 from shopstream.events import OrderShipped
 from shopstream.kafka import make_reader
+from tests.support.pipeline import BackgroundProducer
 from tests.support.shop import (
     ConsoleProcess,
     OrderStory,
@@ -140,7 +141,7 @@ def test_pipeline_shows_the_topics_groups_and_tables(page: Any, scene: Scene) ->
     shop = scene.shop
     for logical in (ORDER_TOPIC, CART_TOPIC):
         messages = topic_messages(shop, shop.settings.topic(logical))
-        meta = page.locator(f"[data-node='t:{logical}'] text.meta").text_content()
+        meta = page.locator(f"[data-node='t:{logical}'] text.meta").first.text_content()
         assert meta.startswith(f"{messages:,} events"), meta
     letters = topic_messages(shop, dlq_topic(shop.settings.topic(ORDER_TOPIC)))
     dlq_meta = page.locator(f"[data-node='t:{ORDER_TOPIC}.dlq'] text.meta").text_content()
@@ -149,7 +150,16 @@ def test_pipeline_shows_the_topics_groups_and_tables(page: Any, scene: Scene) ->
         orders = connection.scalar(text("SELECT count(*) FROM orders"))
     assert page.locator("[data-node='d:orders'] text.meta").text_content() == f"{orders:,} rows"
     assert page.locator("[data-node^='g:']").count() == 3
+    # shoppers keep coming (no group runs here): the picture shows events/s and lag grow
+    more = Simulator(SimulationConfig(customers=10, orders=60, seed=23)).events()
+    producer = BackgroundProducer(shop.settings, list(more), rate=120.0).start()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-node=\"t:order-events\"] text.rate')]"
+        ".some((el) => !el.textContent.startsWith('0/s'))",
+        timeout=15_000,
+    )
     screenshot(page, "pipeline")
+    producer.join(60)
 
 
 def test_lag_shows_each_partitions_offsets_from_the_database(page: Any, scene: Scene) -> None:

@@ -254,14 +254,14 @@ function pipelinePicture(sample) {
   ["producers", "topics", "consumer groups", "tables"].forEach((name, i) =>
     svg.append(s("text", { class: "col", x: cols[i], y: 16 }, name)));
   const pos = {};
-  const node = (kind, id, col, row, title, meta, rateText, warn) => {
+  const node = (kind, id, col, row, title, meta, rateText, warn, moving) => {
     const x = cols[col], y = 30 + row * rowH;
     pos[id] = { x, y };
     svg.append(s("g", { class: `node ${kind}${warn ? " warn" : ""}`, "data-node": id },
       s("rect", { x, y, width: boxW, height: boxH, rx: 9 }),
       s("text", { class: "title", x: x + 12, y: y + 22 }, title),
       s("text", { class: "meta", x: x + 12, y: y + 40 }, meta),
-      rateText ? s("text", { class: "rate", x: x + 12, y: y + 56 }, rateText) : null));
+      rateText ? s("text", { class: moving ? "rate" : "meta", x: x + 12, y: y + 56 }, rateText) : null));
   };
   const edge = (a, b, flowing, kind) => {
     const p = pos[a], q = pos[b];
@@ -274,17 +274,17 @@ function pipelinePicture(sample) {
   topics.forEach((t, i) => {
     const producer = t.name.replace("-events", "") + " producers";
     node("producer", `p:${t.name}`, 0, i, producer, "simulator · services · produce", null);
-    node("topic", `t:${t.name}`, 1, i, t.name, `${num(t.messages)} events · ${t.partitions} partitions`, `${rate(t.rate)} in`);
+    node("topic", `t:${t.name}`, 1, i, t.name, `${num(t.messages)} events · ${t.partitions} partitions`, `${rate(t.rate)} in`, false, t.rate > 0);
     edge(`p:${t.name}`, `t:${t.name}`, t.rate > 0);
   });
   dlqs.forEach((t, i) => {
-    node("dlq", `t:${t.name}`, 1, topics.length + i, t.name, `${num(t.messages)} dead letters`, t.rate ? `${rate(t.rate)} in` : null);
+    node("dlq", `t:${t.name}`, 1, topics.length + i, t.name, `${num(t.messages)} dead letters`, t.rate ? `${rate(t.rate)} in` : null, false, t.rate > 0);
   });
   let tableRow = 0;
   groups.forEach((g, i) => {
     const warn = g.disagreements > 0;
     node("group", `g:${g.group}`, 2, i, g.group, `${g.state.toLowerCase()} · ${g.members} member(s) · lag ${num(g.lag)}`,
-      `${rate(g.rate)} applied${warn ? " · ⚠ Kafka ≠ DB" : ""}`, warn);
+      `${rate(g.rate)} applied${warn ? " · ⚠ Kafka ≠ DB" : ""}`, warn, g.rate > 0);
     edge(`t:${g.topic}`, `g:${g.group}`, g.rate > 0);
     const dlq = `t:${g.topic}.dlq`;
     if (pos[dlq]) edge(`g:${g.group}`, dlq, false, "dlq");
