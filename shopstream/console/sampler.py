@@ -42,6 +42,7 @@ from shopstream.inspection.decode import message_headers, message_timestamp, tex
 from shopstream.inspection.dlq import GROUP_HEADER, REASON_HEADER, UNKNOWN_REASON
 from shopstream.inspection.groups import committed_offsets, describe_groups
 from shopstream.inspection.reader import ReadPlan, TopicReader
+from shopstream.inspection.timeline import FETCH_WAIT_MS
 from shopstream.logs import get_logger
 from shopstream.serde import EVENT_TYPE_HEADER
 
@@ -241,7 +242,9 @@ class Sampler:
             if start < mark.end:
                 plan = ReadPlan(topic, {pid: start}, {pid: mark.end})
                 with (
-                    TopicReader(self.settings, timeout=5.0) as reader,
+                    TopicReader(
+                        self.settings, 5.0, **{"fetch.wait.max.ms": FETCH_WAIT_MS}
+                    ) as reader,
                     closing(reader.messages(plan)) as stream,
                 ):
                     for message in stream:
