@@ -31,7 +31,8 @@ from schemas import ORDER_TOPIC
 from shopstream.config import Settings
 from shopstream.events import DomainEvent, OrderCreated, OrderLine, OrderPaid
 from shopstream.inspection.timeline import order_timeline
-from shopstream.kafka import create_topics, make_reader, producer_config, project_topics
+from shopstream.kafka.clients import make_reader, producer_config
+from shopstream.kafka.topics import create_topics, project_topics
 from shopstream.prefix import delete_prefixed_data
 
 PARTITIONS = 6

@@ -42,9 +42,9 @@ from shopstream.db.models import DlqRedrive
 from shopstream.errors import ConnectionFailed, ShopstreamError, UsageError
 from shopstream.events import event_from_json, time_ordered_uuid
 from shopstream.inspection.cluster import DEFAULT_TIMEOUT_S
-from shopstream.inspection.dlq import DeadLetter, read_dead_letters
-from shopstream.inspection.offsets import AtTime, Beginning, OffsetSpec
-from shopstream.kafka import make_producer
+from shopstream.inspection.dlq_reader import DeadLetter, read_dead_letters
+from shopstream.inspection.offset_spec import AtTime, Beginning, OffsetSpec
+from shopstream.kafka.clients import make_producer
 from shopstream.serde import EVENT_TYPE_HEADER, EventSerializer, make_registry_client
 
 TOPIC_HEADER = "redrive.topic"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -10,11 +9,11 @@ import typer
 from rich.table import Table
 
 from shopstream.cli.context import console, settings_from
+from shopstream.cli.output import FormatOpt, OutputFormat, print_json
 from shopstream.cli.params import finite
 from shopstream.errors import UsageError
-from shopstream.inspection import render
 from shopstream.inspection.cluster import DEFAULT_TIMEOUT_S
-from shopstream.inspection.offsets import parse_time
+from shopstream.inspection.offset_spec import parse_time
 from shopstream.redrive import Coordinates, RedriveReport, Selection, redrive
 
 app = typer.Typer(help="Dead letters: re-produce them to their topic.", no_args_is_help=True)
@@ -51,7 +50,7 @@ def redrive_cmd(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="List what would be sent; send nothing.")
     ] = False,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    fmt: FormatOpt = OutputFormat.table,
     timeout: Annotated[
         float,
         typer.Option("--timeout", min=0.1, callback=finite, help="Seconds to wait for Kafka."),
@@ -59,8 +58,6 @@ def redrive_cmd(
 ) -> None:
     """Re-produce chosen dead letters to their original topic with a new event_id and
     headers linking them to the dead letter; letters already redriven are not sent again."""
-    if fmt not in {"table", "json"}:
-        raise UsageError(f"invalid --format {fmt!r}; expected table or json")
     filtered = any(v is not None for v in (group, reason, since, until)) or bool(at)
     if not filtered and not all_letters:
         raise UsageError(
@@ -78,8 +75,8 @@ def redrive_cmd(
         limit=limit,
     )
     report = redrive(settings_from(ctx), selection, dry_run=dry_run, timeout=timeout)
-    if fmt == "json":
-        sys.stdout.write(render.to_json_text(report.to_json()) + "\n")
+    if fmt is OutputFormat.json:
+        print_json(report.to_json())
         return
     console.print(_table(report), highlight=False)
 

@@ -36,11 +36,12 @@ from shopstream.db.models import (
     ProductSales,
 )
 from shopstream.errors import ShopstreamError
+from shopstream.groups import GROUP_SPECS
 from shopstream.inspection.cluster import Cluster
-from shopstream.inspection.dboffsets import read_only_engine
+from shopstream.inspection.consumer_groups import committed_offsets, describe_groups
+from shopstream.inspection.db_offsets import read_only_engine
 from shopstream.inspection.decode import message_headers, message_timestamp, text_of
-from shopstream.inspection.dlq import GROUP_HEADER, REASON_HEADER, UNKNOWN_REASON
-from shopstream.inspection.groups import committed_offsets, describe_groups
+from shopstream.inspection.dlq_reader import GROUP_HEADER, REASON_HEADER, UNKNOWN_REASON
 from shopstream.inspection.reader import ReadPlan, TopicReader
 from shopstream.inspection.timeline import FETCH_WAIT_MS
 from shopstream.logs import get_logger
@@ -48,24 +49,15 @@ from shopstream.serde import EVENT_TYPE_HEADER
 
 log = get_logger("shopstream.console")
 
-GROUP_TOPICS: dict[str, str] = {
-    "cart-projection": CART_TOPIC,
-    "order-state": ORDER_TOPIC,
-    "sales-projection": ORDER_TOPIC,
-}
-"""Each project group and the topic it reads."""
-GROUP_TABLES: dict[str, tuple[str, ...]] = {
-    "cart-projection": ("carts",),
-    "order-state": ("orders",),
-    "sales-projection": ("product_sales", "customer_stats"),
-}
-"""The tables the pipeline picture shows under each group."""
 TABLES = {
     "orders": Order,
     "carts": Cart,
     "product_sales": ProductSales,
     "customer_stats": CustomerStats,
 }
+"""The tables the pipeline picture shows (each group's main ones) and counts."""
+PICTURED_GROUPS = sorted(GROUP_SPECS.values(), key=lambda spec: spec.topic != CART_TOPIC)
+"""The groups, those of cart-events first (the picture lists cart-events first)."""
 DLQ_WINDOW = 10_000
 """At most this many dead letters per DLQ partition are read when the console starts."""
 DLQ_LATEST = 50
@@ -198,7 +190,8 @@ class Sampler:
                 )
             sample["topics"] = topics
             groups = []
-            for group, logical in GROUP_TOPICS.items():
+            for spec in PICTURED_GROUPS:
+                group, logical = spec.name, spec.topic
                 kafka_group = settings.kafka_group(group)
                 topic = settings.topic(logical)
                 committed = committed_offsets(cluster, kafka_group)
@@ -220,7 +213,7 @@ class Sampler:
                         "state": info.state,
                         "members": len(info.members),
                         "partitions": partitions,
-                        "tables": list(GROUP_TABLES[group]),
+                        "tables": [name for name in spec.tables if name in TABLES],
                     }
                 )
             sample["groups"] = groups

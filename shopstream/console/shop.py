@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import Connection, Table, bindparam, func, select
 
 from shopstream.db.models import Order, OrderStatusHistory
+from shopstream.db.read_queries import CartState, list_carts, summary
 from shopstream.db.types import UtcDateTime
-from shopstream.queries import CartState, list_carts, summary
 
 FUNNEL = ("PENDING_PAYMENT", "PAID", "CONFIRMED", "SHIPPED")
 CANCELLED = "CANCELLED"

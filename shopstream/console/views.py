@@ -22,13 +22,13 @@ from shopstream.db.engine import describe_db_error
 from shopstream.db.models import DlqRedrive
 from shopstream.errors import ConnectionFailed
 from shopstream.inspection.cluster import Cluster
-from shopstream.inspection.dboffsets import read_only_engine
+from shopstream.inspection.db_offsets import read_only_engine
 from shopstream.inspection.decode import MessageDecoder
-from shopstream.inspection.dlq import DeadLetter
-from shopstream.inspection.offsets import FromEnd
+from shopstream.inspection.dlq_reader import DeadLetter
+from shopstream.inspection.offset_spec import FromEnd
 from shopstream.inspection.peek import MessageFilter, PeekRequest, peek
-from shopstream.inspection.schemas import RegistryBrowser, registry_failure
 from shopstream.inspection.timeline import order_timeline
+from shopstream.registry.lookup import RegistryBrowser, registry_failure
 from shopstream.serde import make_registry_client
 
 TIMELINE_WINDOW = 500_000

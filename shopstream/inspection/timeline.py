@@ -34,25 +34,26 @@ from typing import Any
 from sqlalchemy import Connection, Table, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from consumers.order_state import TRANSITIONS, OrderStatus
 from schemas import CART_TOPIC, DLQ_SUFFIX, ORDER_TOPIC, dlq_topic
 from shopstream.config import Settings
 from shopstream.db.engine import describe_db_error
 from shopstream.db.models import Cart, ConsumerOffset, Order, OrderStatusHistory, ProcessedEvent
+from shopstream.domain.order import TRANSITIONS, OrderStatus
 from shopstream.errors import ConnectionFailed, ShopstreamError, UsageError
+from shopstream.groups import GROUP_SPECS, ORDER_STATE
 from shopstream.inspection.cluster import DEFAULT_TIMEOUT_S, Cluster, Watermarks
-from shopstream.inspection.dboffsets import read_only_engine
+from shopstream.inspection.db_offsets import read_only_engine
 from shopstream.inspection.decode import InspectedMessage, MessageDecoder
-from shopstream.inspection.dlq import DeadLetter
+from shopstream.inspection.dlq_reader import DeadLetter
 from shopstream.inspection.peek import make_decoder
 from shopstream.inspection.reader import ReadPlan, TopicReader
 
 GROUPS_BY_TOPIC: Mapping[str, tuple[str, ...]] = {
-    ORDER_TOPIC: ("order-state", "sales-projection"),
-    CART_TOPIC: ("cart-projection",),
+    topic: tuple(spec.name for spec in GROUP_SPECS.values() if spec.topic == topic)
+    for topic in (ORDER_TOPIC, CART_TOPIC)
 }
 """The project's groups that read each topic (their ids in the database)."""
-ORDER_STATE_GROUP = "order-state"
+ORDER_STATE_GROUP = ORDER_STATE.name
 FETCH_WAIT_MS = 10
 """A read stops at the end of a partition it was told about; the broker's default
 wait for more data (500 ms) would only delay that end (measured 0.5 s → 0.05 s)."""

@@ -28,10 +28,10 @@ import pytest
 from confluent_kafka import TopicPartition
 from sqlalchemy import text
 
-from producers.simulator import SimulationConfig, Simulator
 from schemas import CART_TOPIC, ORDER_TOPIC, dlq_topic
 from shopstream.events import OrderShipped
-from shopstream.kafka import make_reader
+from shopstream.kafka.clients import make_reader
+from shopstream.simulation.simulator import SimulationConfig, Simulator
 from tests.support.pipeline import BackgroundProducer
 from tests.support.shop import (
     ConsoleProcess,

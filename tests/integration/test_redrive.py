@@ -19,7 +19,7 @@ from sqlalchemy import text
 
 from schemas import ORDER_TOPIC, dlq_topic
 from shopstream.inspection.timeline import order_timeline, partition_for_key
-from shopstream.kafka import make_reader
+from shopstream.kafka.clients import make_reader
 from shopstream.redrive import (
     ALREADY,
     SENT,

@@ -34,7 +34,7 @@ from shopstream.events import (
     OrderPaid,
     OrderShipped,
 )
-from shopstream.kafka import create_topics, project_topics
+from shopstream.kafka.topics import create_topics, project_topics
 
 ALL_GROUPS = ("order-state", "cart-projection", "sales-projection")
 PARTITIONS = 6

@@ -10,7 +10,7 @@ import pytest
 from shopstream.errors import UsageError
 from shopstream.events import OrderPaid
 from shopstream.inspection.decode import InspectedMessage
-from shopstream.inspection.dlq import DeadLetter
+from shopstream.inspection.dlq_reader import DeadLetter
 from shopstream.redrive import Coordinates, Selection, redrive_event_id
 
 
