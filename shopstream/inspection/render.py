@@ -281,9 +281,12 @@ def timeline_tables(timeline: Timeline) -> list[RenderableType]:
     heading = f"order {timeline.order_id}" + (
         f" (cart {timeline.cart_id})" if timeline.cart_id else ""
     )
-    events = Table(
-        "time", "where", "type", "event id", "groups", "note", title=heading, title_justify="left"
-    )
+    events = Table(title=heading, title_justify="left")
+    for name in ("time", "where", "type"):
+        events.add_column(name)
+    events.add_column("event id", min_width=36, overflow="fold")
+    events.add_column("groups")
+    events.add_column("note")
     for entry in timeline.entries:
         message = entry.message
         groups = ", ".join(f"{group}: {outcome}" for group, outcome in entry.groups.items())
