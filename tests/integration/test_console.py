@@ -19,7 +19,7 @@ from schemas import ORDER_TOPIC
 from shopstream.config import Settings
 from shopstream.console.server import check_bind, is_loopback
 from shopstream.errors import UsageError
-from tests.support.shop import Shop, make_shop, order_story, start_console
+from tests.support.shop import Shop, make_shop, order_story, run_in_process, start_console
 
 pytestmark = pytest.mark.integration
 
@@ -40,10 +40,13 @@ def test_only_loopback_without_a_token() -> None:
     check_bind("0.0.0.0", Settings.load(shopstream_console_token="s3cret"))
 
 
-def test_cli_refuses_a_public_address_without_a_token(shop: Shop) -> None:
-    done = shop.cli("console", "--host", "0.0.0.0", "--port", "0", timeout=60)
-    assert done.returncode == 2
-    lines = done.stderr.strip().splitlines()
+def test_cli_refuses_a_public_address_without_a_token(
+    shop: Shop, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = ["console", "--host", "0.0.0.0", "--port", "0"]
+    code, _, err = run_in_process(shop, args, capsys, monkeypatch)
+    assert code == 2
+    lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: refusing to listen on 0.0.0.0")
 
 

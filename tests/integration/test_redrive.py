@@ -29,7 +29,7 @@ from shopstream.redrive import (
     redrive_event_id,
 )
 from tests.support.pipeline import read_all
-from tests.support.shop import Shop, make_shop, order_story
+from tests.support.shop import Shop, make_shop, order_story, run_in_process
 
 pytestmark = pytest.mark.integration
 
@@ -122,7 +122,9 @@ def test_redrive_sends_once_and_the_group_applies_it(shop: Shop) -> None:
     )
 
 
-def test_cli_dry_run_json_and_one_line_errors(shop: Shop) -> None:
+def test_cli_dry_run_json_and_one_line_errors(
+    shop: Shop, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     story = order_story(ship_too_early=True)
     shop.produce(story.events)
     shop.consume(["order-state", "sales-projection"])
@@ -146,7 +148,7 @@ def test_cli_dry_run_json_and_one_line_errors(shop: Shop) -> None:
         ["order-events", "--since", "yesterday"],
         ["no-such-topic", "--all"],
     ):
-        bad = shop.cli("dlq", "redrive", *args)
-        assert bad.returncode == 2, (args, bad.stderr)
-        lines = bad.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: "), (args, bad.stderr)
+        code, _, err = run_in_process(shop, ["dlq", "redrive", *args], capsys, monkeypatch)
+        assert code == 2, (args, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), (args, err)

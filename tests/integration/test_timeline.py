@@ -24,7 +24,7 @@ from shopstream.inspection.timeline import (
     order_timeline,
     partition_for_key,
 )
-from tests.support.shop import Shop, make_shop, new_id, order_story
+from tests.support.shop import Shop, make_shop, new_id, order_story, run_in_process
 
 pytestmark = pytest.mark.integration
 
@@ -133,7 +133,9 @@ def test_a_new_event_is_pending_and_a_tampered_row_is_flagged(shop: Shop) -> Non
     assert any("never recorded its event id" in f for f in findings), findings
 
 
-def test_cli_json_and_one_line_errors(shop: Shop) -> None:
+def test_cli_json_and_one_line_errors(
+    shop: Shop, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     story = order_story(ship_too_early=False)
     shop.produce(story.events)
     done = shop.cli("inspect", "order", story.order_id, "--format", "json")
@@ -148,11 +150,12 @@ def test_cli_json_and_one_line_errors(shop: Shop) -> None:
     assert table.returncode == 0, table.stderr
     assert "OrderPaid" in table.stdout
 
-    missing = shop.cli("inspect", "order", "no-such-order")
-    assert missing.returncode == 2
-    assert missing.stderr.startswith("error: unknown order 'no-such-order'")
-    assert len(missing.stderr.strip().splitlines()) == 1
-    bad = shop.cli("inspect", "order", story.order_id, "--window", "0")
-    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    code, _, err = run_in_process(shop, ["inspect", "order", "no-such-order"], capsys, monkeypatch)
+    assert code == 2
+    assert err.startswith("error: unknown order 'no-such-order'")
+    assert len(err.strip().splitlines()) == 1
+    args = ["inspect", "order", story.order_id, "--window", "0"]
+    code, _, err = run_in_process(shop, args, capsys, monkeypatch)
+    assert code == 2 and len(err.strip().splitlines()) == 1
     with pytest.raises(UnknownOrder):
         order_timeline(shop.settings, "also-missing")

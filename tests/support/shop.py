@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine
 
 from producers.base import EventProducer, ProducerOptions, SentEvent
+from shopstream.cli.app import main
 from shopstream.config import Settings
 from shopstream.db.engine import make_engine
 from shopstream.db.migrate import upgrade
@@ -206,3 +208,22 @@ def start_console(
         process.kill()
         raise AssertionError(f"the console did not start: {log_path.read_text()[-2000:]}")
     return ConsoleProcess(process, line.removeprefix("console: ").strip(), log_path)
+
+
+def run_in_process(
+    shop: Shop,
+    args: Sequence[str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[int, str, str]:
+    """``shopstream ARGS`` in this process (no interpreter start-up): exit code, stdout, stderr."""
+    for name, value in shop.settings.endpoint_env().items():
+        monkeypatch.setenv(name, value)
+    capsys.readouterr()
+    code = 0
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
