@@ -108,8 +108,22 @@ def timeline(
     settings: Settings, order_id: str, decoder: MessageDecoder | None = None
 ) -> dict[str, Any]:
     found = order_timeline(settings, order_id, window=TIMELINE_WINDOW, timeout=5.0, decoder=decoder)
-    data = found.to_json()
+    data: dict[str, Any] = _without_prefix(found.to_json(), settings.shopstream_topic_prefix)
     data["window"] = TIMELINE_WINDOW
+    return data
+
+
+def _without_prefix(data: Any, prefix: str) -> Any:
+    """``data`` with the topic prefix taken off every ``topic`` (pages show logical names)."""
+    if isinstance(data, dict):
+        return {
+            key: value.removeprefix(prefix)
+            if key == "topic" and isinstance(value, str)
+            else _without_prefix(value, prefix)
+            for key, value in data.items()
+        }
+    if isinstance(data, list):
+        return [_without_prefix(item, prefix) for item in data]
     return data
 
 
