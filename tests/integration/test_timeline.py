@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
 from sqlalchemy import text
 
 from schemas import CART_TOPIC, ORDER_TOPIC
 from shopstream.events import OrderCancelled
+from shopstream.kafka.clients import make_producer
 from shopstream.inspection.timeline import (
     UnknownOrder,
     order_timeline,
@@ -37,9 +37,10 @@ def shop(stack: Any, unique_name: str, tmp_path: Path) -> Iterator[Shop]:
 
 
 def test_the_key_hash_is_the_partition_the_broker_recorded(shop: Shop) -> None:
-    """librdkafka's default partitioner (what our producers use) is crc32 % n."""
+    """The project's producer settings (librdkafka's default partitioner) put a key in
+    partition crc32(key) % n."""
     topic = shop.settings.topic(ORDER_TOPIC)
-    producer = Producer(shop.settings.kafka_config())
+    producer = make_producer(shop.settings)
     landed: dict[str, int] = {}
 
     def on_delivery(error: Any, message: Any) -> None:
