@@ -18,12 +18,12 @@ from sqlalchemy import text
 
 from schemas import CART_TOPIC, ORDER_TOPIC
 from shopstream.events import OrderCancelled
-from shopstream.kafka.clients import make_producer
 from shopstream.inspection.timeline import (
     UnknownOrder,
     order_timeline,
     partition_for_key,
 )
+from shopstream.kafka.clients import make_producer
 from tests.support.shop import Shop, make_shop, new_id, order_story, run_in_process
 
 pytestmark = pytest.mark.integration
