@@ -67,6 +67,11 @@ def test_failover_under_load(
         run = FaultRun(settings, list(PROJECT_GROUPS), tmp_path).prepare()
         try:
             _drill(cluster, run, capsys)
+        except AssertionError:
+            for daemon in run.daemons:  # why a group stopped, in the failure report
+                tail = daemon.log_text()[-3000:]
+                print(f"--- {daemon.groups} (running: {daemon.running})\n{tail}")
+            raise
         finally:
             run.close()
 

@@ -230,7 +230,11 @@ class FailoverDrill:
                 if lag <= max_lag:
                     return
             time.sleep(0.5)
-        raise AssertionError(f"the groups did not catch up within {timeout} s")
+        offsets = self.applied_offsets()
+        raise AssertionError(
+            f"the groups did not catch up within {timeout} s: applied {offsets}, "
+            f"ends {self.high_watermarks(list(partitions))}"
+        )
 
     # -- one fault ------------------------------------------------------------------
 
