@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing
 import os
 import statistics
@@ -232,15 +233,16 @@ def rate_one(run: DaemonRun) -> float:
     return sum(n for _, n in commits[1:]) / (commits[-1][0] - commits[0][0])
 
 
-def steady_rate(per_member: Sequence[Commits]) -> float:
+def steady_rate(per_member: Sequence[Commits]) -> float | None:
     """Events/s committed while every member was consuming: from the moment the last
-    member committed its first batch to the moment the first one committed its last."""
+    member committed its first batch to the moment the first one committed its last.
+    None when they overlapped for under a second (one joined too late: not counted)."""
     if any(len(commits) < 2 for commits in per_member):
-        raise SystemExit("a member applied fewer than two batches; produce more (--orders)")
+        return None
     began = max(commits[0][0] for commits in per_member)
     ended = min(commits[-1][0] for commits in per_member)
-    if ended - began < 0.5:
-        raise SystemExit("the members overlapped for under half a second; produce more")
+    if ended - began < 1.0:
+        return None
     counted = sum(n for commits in per_member for at, n in commits if began < at <= ended)
     return counted / (ended - began)
 
@@ -337,8 +339,11 @@ def measure(args: argparse.Namespace, customers: int, cleanup: ExitStack, tmp: P
                 url = new_database()
                 migrate(url)
                 several = run_daemons(prefix, url, members, tmp)
+                rate = steady_rate([member.commits for member in several])
+                if rate is None:
+                    print(f"    ({name}, {members} members: overlapped under 1 s, not counted)")
                 figures.rates[f"{name}, {members} members"].append(
-                    steady_rate([member.commits for member in several])
+                    math.nan if rate is None else rate
                 )
         if args.postgres_url and args.peer_python.exists():
             rate, cpu = run_peer(
@@ -353,6 +358,7 @@ def measure(args: argparse.Namespace, customers: int, cleanup: ExitStack, tmp: P
 
 
 def median_range(values: Sequence[float]) -> str:
+    values = [value for value in values if not math.isnan(value)]
     if not values:
         return "-"
     if len(values) == 1:
@@ -362,9 +368,10 @@ def median_range(values: Sequence[float]) -> str:
 
 def ratio(values: Sequence[float], baseline: Sequence[float]) -> str:
     """Median of the per-run ratios (each run's figures come from the same minutes)."""
-    if not values or not baseline:
+    pairs = [(v, b) for v, b in zip(values, baseline, strict=False) if not math.isnan(v + b)]
+    if not pairs:
         return "-"
-    return f"{statistics.median(v / b for v, b in zip(values, baseline, strict=False)):.2f}"
+    return f"{statistics.median(v / b for v, b in pairs):.2f}"
 
 
 def report(args: argparse.Namespace, workloads: dict[str, Figures]) -> None:
