@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, select, update
 
-from consumers.projection import Envelope, Projection, Rejection
+from consumers.projection import CommittedRows, Envelope, Projection, Rejection
 from schemas import ORDER_TOPIC
 from shopstream.db.bulk import execute_rows, insert_rows, key_in
 from shopstream.db.models import Order, OrderLineRow, OrderStatusHistory
@@ -110,13 +110,42 @@ order_lines: Table = OrderLineRow.__table__  # type: ignore[assignment]
 order_status_history: Table = OrderStatusHistory.__table__  # type: ignore[assignment]
 
 
+CACHED_ORDERS = 50_000
+"""Open orders remembered between batches (about 1.5 KB each)."""
+FINAL = frozenset({S.SHIPPED, S.CANCELLED})
+"""Statuses no valid event leaves: such orders are not remembered."""
+
+
 class OrderStateProjection(Projection):
+    """Orders this member committed are remembered (:class:`CommittedRows`): a batch
+    loads from the database only the orders it does not know, in one query."""
+
     group_id = GROUP_ID
     topic = ORDER_TOPIC
     tables = (order_status_history, order_lines, orders)
 
+    def __init__(self, cached_orders: int = CACHED_ORDERS) -> None:
+        self._known: CommittedRows[OrderRow] = CommittedRows(cached_orders)
+        self._unconfirmed: dict[str, OrderRow] = {}
+        """The last batch's rows, until its transaction is known to have committed."""
+
+    def committed(self) -> None:
+        rows, self._unconfirmed = self._unconfirmed, {}
+        for row in rows.values():
+            row.is_new = row.dirty = False
+            row.lines = []
+        self._known.keep((key, row) for key, row in rows.items() if row.status not in FINAL)
+
+    def discard(self) -> None:
+        self._unconfirmed = {}
+        self._known.clear()
+
     def apply(self, connection: Connection, batch: Sequence[Envelope]) -> list[Rejection]:
-        rows = self._load(connection, {env.event.key for env in batch})
+        self._unconfirmed = {}  # never confirmed: those rows are not remembered
+        keys = {env.event.key for env in batch}
+        rows = self._known.take(keys)
+        if len(rows) < len(keys):
+            rows.update(self._load(connection, keys - rows.keys()))
         history: list[dict[str, Any]] = []
         rejections: list[Rejection] = []
         for env in batch:
@@ -125,6 +154,7 @@ class OrderStateProjection(Projection):
             except TransitionRefused as refused:
                 rejections.append(Rejection(env, refused.reason, refused.detail))
         self._write(connection, rows, history)
+        self._unconfirmed = rows
         return rejections
 
     def _load(self, connection: Connection, order_ids: set[str]) -> dict[str, OrderRow]:

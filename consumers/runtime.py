@@ -293,6 +293,7 @@ class GroupRunner:
         self._log.warning("partitions lost", partitions=[tp.partition for tp in partitions])
 
     def _forget(self, partitions: list[TopicPartition]) -> None:
+        self.projection.discard()  # another member may write these partitions' rows now
         for tp in partitions:
             key = (tp.topic, tp.partition)
             self._expected.pop(key, None)
@@ -437,6 +438,7 @@ class GroupRunner:
     def _after_failure(self, recover: bool, recovery: Callable[[], None]) -> None:
         """Re-read every partition from the committed offsets (:meth:`_rewind` on the next
         loop; until then nothing fetched is accepted). ``recover``: wait it out here first."""
+        self.projection.discard()  # rolled back, or someone else moved the offsets
         self._rewind_needed = True
         if recover:
             recovery()
@@ -476,6 +478,7 @@ class GroupRunner:
         return fresh
 
     def _after_commit(self, decoded: _Decoded, outcome: _Outcome, seconds: float) -> None:
+        self.projection.committed()
         consumer = self._require_consumer()
         applied, rejected, duplicates = outcome.applied, outcome.rejected, outcome.duplicates
         for listener in self._commit_listeners:
