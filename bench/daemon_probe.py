@@ -94,7 +94,7 @@ def install(ready: Path | None = None, go: Path | None = None) -> None:
     runner_class._decode = _timed("decode", runner_class._decode)
     runner_class._apply_in_transaction = _timed("transaction", runner_class._apply_in_transaction)
     projection.apply = _timed("apply", projection.apply)
-    for name in ("insert_rows", "execute_rows"):
+    for name in ("insert_rows", "execute_rows", "update_rows"):
         if hasattr(order_state, name):
             setattr(order_state, name, _timed("write", getattr(order_state, name)))
 

@@ -20,11 +20,11 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, select, update
+from sqlalchemy import Connection, Table, select
 
 from consumers.projection import CommittedRows, Envelope, Projection, Rejection
 from schemas import ORDER_TOPIC
-from shopstream.db.bulk import execute_rows, insert_rows, key_in
+from shopstream.db.bulk import insert_rows, key_in, update_rows
 from shopstream.db.models import Order, OrderLineRow, OrderStatusHistory
 from shopstream.events import (
     DomainEvent,
@@ -205,11 +205,7 @@ class OrderStateProjection(Projection):
         if new:
             insert_rows(connection, orders, [row.values for row in new])
             insert_rows(connection, order_lines, [line for row in new for line in row.lines])
-        execute_rows(
-            connection,
-            _UPDATE_ORDER,
-            [{"b_order_id": row.values["order_id"], **row.values} for row in changed],
-        )
+        update_rows(connection, orders, "order_id", _MUTABLE, [row.values for row in changed])
         insert_rows(connection, order_status_history, history)
 
 
@@ -226,12 +222,6 @@ _MUTABLE = (
     "cancelled_at",
     "updated_at",
     "events_applied",
-)
-
-_UPDATE_ORDER = (
-    update(orders)
-    .where(orders.c.order_id == bindparam("b_order_id"))
-    .values({name: bindparam(name) for name in _MUTABLE})
 )
 
 
