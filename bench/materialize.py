@@ -207,22 +207,26 @@ def run_daemons(prefix: str, database_url: str, members: int, tmp: Path) -> list
         )
         for out in outs
     ]
-    deadline = time.monotonic() + 120
-    while not all(out.with_suffix(".ready").exists() for out in outs):
-        if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
-            for process in processes:
+    try:
+        deadline = time.monotonic() + 120
+        while not all(out.with_suffix(".ready").exists() for out in outs):
+            if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
+                raise SystemExit("a consume process did not start")
+            time.sleep(0.05)
+        go.touch()
+        runs = []
+        for process, out in zip(processes, outs, strict=True):
+            _, stderr = process.communicate(timeout=900)
+            if process.returncode != 0 or not out.exists():
+                raise SystemExit(f"consume exited {process.returncode}: {stderr.strip()[-2000:]}")
+            report = json.loads(out.read_text())
+            runs.append(DaemonRun([(at, n) for at, n in report["commits"]], report["cpu"]))
+        return runs
+    finally:
+        for process in processes:  # none is left behind when the run stops early
+            if process.poll() is None:
                 process.kill()
-            raise SystemExit("a consume process did not start")
-        time.sleep(0.05)
-    go.touch()
-    runs = []
-    for process, out in zip(processes, outs, strict=True):
-        _, stderr = process.communicate(timeout=900)
-        if process.returncode != 0 or not out.exists():
-            raise SystemExit(f"consume exited {process.returncode}: {stderr.strip()[-2000:]}")
-        report = json.loads(out.read_text())
-        runs.append(DaemonRun([(at, n) for at, n in report["commits"]], report["cpu"]))
-    return runs
+                process.wait()
 
 
 def rate_one(run: DaemonRun) -> float:
