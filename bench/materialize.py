@@ -34,7 +34,7 @@ Needs a running stack (KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL). Everything
 writes lives under a unique topic prefix, group ids and databases, and all of it
 (topics, subjects, databases) is deleted when the run ends.
 
-    python bench/materialize.py [--orders 20000] [--runs 3] [--members 2]
+    python bench/materialize.py [--orders 12000] [--runs 3] [--members 2]
                                 [--postgres-url URL] [--workloads clustered,spread]
 """
 
@@ -443,7 +443,7 @@ def _row_order(row: str) -> tuple[int, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="order-state daemon benchmark")
-    parser.add_argument("--orders", type=int, default=20_000, help="orders per workload")
+    parser.add_argument("--orders", type=int, default=12_000, help="orders per workload")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--members", type=int, default=2, help="processes in the group")
     parser.add_argument("--clustered-customers", type=int, default=50)
