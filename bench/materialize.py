@@ -34,7 +34,7 @@ Needs a running stack (KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL). Everything
 writes lives under a unique topic prefix, group ids and databases, and all of it
 (topics, subjects, databases) is deleted when the run ends.
 
-    python bench/materialize.py [--orders 12000] [--runs 3] [--members 2]
+    python bench/materialize.py [--orders 24000] [--runs 3] [--members 2]
                                 [--postgres-url URL] [--workloads clustered,spread]
 """
 
@@ -45,6 +45,7 @@ import json
 import math
 import multiprocessing
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -110,12 +111,12 @@ def produce_workload(settings: Settings, customers: int, orders: int) -> int:
 # -- baselines: decode only ------------------------------------------------------------
 
 
-def decode_only(settings: Settings, topic: str, members: int) -> float:
+def decode_only(settings: Settings, topic: str, members: int) -> tuple[float, float]:
     """Events/s of ``members`` decode-only processes sharing the topic's partitions
     (assigned outright, no group to join), started together, timed until the last
-    one has decoded its share."""
+    one has decoded its share; and their CPU µs per event."""
     context = multiprocessing.get_context("spawn")
-    results: Queue[tuple[int, float]] = context.Queue()
+    results: Queue[tuple[int, float, float]] = context.Queue()
     go = context.Event()
     shares = [list(range(member, PARTITIONS, members)) for member in range(members)]
     processes = [
@@ -134,13 +135,20 @@ def decode_only(settings: Settings, topic: str, members: int) -> float:
     finished = [results.get(timeout=600) for _ in processes]
     for process in processes:
         process.join(60)
-    return sum(count for count, _ in finished) / (max(at for _, at in finished) - started)
+    events = sum(count for count, _, _ in finished)
+    cpu = sum(seconds for _, _, seconds in finished)
+    return events / (max(at for _, at, _ in finished) - started), cpu / events * 1e6
 
 
 def _decode_member(
-    prefix: str, topic: str, partitions: list[int], results: Queue[tuple[int, float]], go: Event
+    prefix: str,
+    topic: str,
+    partitions: list[int],
+    results: Queue[tuple[int, float, float]],
+    go: Event,
 ) -> None:
-    """Decode ``partitions`` of ``topic`` to their end; report (events, finish time)."""
+    """Decode ``partitions`` of ``topic`` to their end; report (events, finish time,
+    CPU seconds of the process meanwhile)."""
     settings = Settings.load(shopstream_topic_prefix=prefix)
     ends = end_offsets(settings, [(topic, p) for p in partitions])
     consumer: Consumer = make_consumer(settings, f"bench-baseline-{uuid.uuid4().hex[:8]}")
@@ -149,14 +157,20 @@ def _decode_member(
     remaining = sum(ends.values())
     count = 0
     go.wait(120)
+    cpu = _process_cpu()
     while count < remaining:
         for message in consumer.consume(num_messages=BATCH_SIZE, timeout=0.2):
             if message.error() is None:
                 deserializer.decode(message.value())
                 count += 1
-    finished = time.time()
+    finished, cpu = time.time(), _process_cpu() - cpu
     consumer.close()
-    results.put((count, finished))
+    results.put((count, finished, cpu))
+
+
+def _process_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 # -- the shipped daemon ------------------------------------------------------------------
@@ -193,20 +207,22 @@ def run_daemons(prefix: str, database_url: str, members: int, tmp: Path) -> list
         "BENCH_PROBE_GO": str(go),
         "SHOPSTREAM_TOPIC_PREFIX": prefix,
         "DATABASE_URL": database_url,
-        "LOG_LEVEL": "WARNING",
+        "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
     }
     command = ["consume", "order-state", "--until-caught-up", "--batch-size", str(BATCH_SIZE)]
+    command += ["--http-port", "-1"]
     outs = [tmp / f"member-{uuid.uuid4().hex[:8]}.json" for _ in range(members)]
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "bench.daemon_probe", str(out), *command, "--http-port", "-1"],
-            cwd=ROOT,
-            env=env,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for out in outs
-    ]
+    processes = []
+    for out in outs:
+        with out.with_suffix(".log").open("w") as log:  # the child keeps its own copy
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "bench.daemon_probe", str(out), *command],
+                    cwd=ROOT,
+                    env=env,
+                    stderr=log,
+                )
+            )
     try:
         deadline = time.monotonic() + 120
         while not all(out.with_suffix(".ready").exists() for out in outs):
@@ -216,9 +232,10 @@ def run_daemons(prefix: str, database_url: str, members: int, tmp: Path) -> list
         go.touch()
         runs = []
         for process, out in zip(processes, outs, strict=True):
-            _, stderr = process.communicate(timeout=900)
+            process.wait(timeout=900)
             if process.returncode != 0 or not out.exists():
-                raise SystemExit(f"consume exited {process.returncode}: {stderr.strip()[-2000:]}")
+                tail = out.with_suffix(".log").read_text().strip()[-2000:]
+                raise SystemExit(f"consume exited {process.returncode}: {tail}")
             report = json.loads(out.read_text())
             runs.append(DaemonRun([(at, n) for at, n in report["commits"]], report["cpu"]))
         return runs
@@ -328,10 +345,12 @@ def measure(args: argparse.Namespace, customers: int, cleanup: ExitStack, tmp: P
     members = args.members
     for run in range(args.runs):
         print(f"  run {run + 1}/{args.runs}", flush=True)
-        figures.rates["decode only, 1 process"].append(decode_only(settings, topic, 1))
+        rate, cpu = decode_only(settings, topic, 1)
+        figures.rates["decode only, 1 process"].append(rate)
+        figures.stages["decode only"].append({"total": cpu})
         if members > 1:
             figures.rates[f"decode only, {members} processes"].append(
-                decode_only(settings, topic, members)
+                decode_only(settings, topic, members)[0]
             )
         for name, new_database in databases:
             url = new_database()
@@ -415,7 +434,7 @@ def report(args: argparse.Namespace, workloads: dict[str, Figures]) -> None:
         ]
         print(f"{label:34s}" + "".join(f"{cell:>34s}" for cell in cells))
     print("\nCPU µs per event of one member (median of runs)")
-    print(f"{'':34s}" + "".join(f"{s:>15s}" for s in STAGES))
+    print(f"{'':34s}" + "".join(f"{s:>17s}" for s in STAGES))
     for name in names:
         for where, per_run in workloads[name].stages.items():
             cells = [
@@ -424,8 +443,12 @@ def report(args: argparse.Namespace, workloads: dict[str, Figures]) -> None:
                 else "-"
                 for stage in STAGES
             ]
-            text = "".join(f"{cell:>15s}" for cell in cells)
+            text = "".join(f"{cell:>17s}" for cell in cells)
             print(f"{name + ', ' + where:34s}{text}")
+    print("\nCPU per event: decode only / one member (the ratio without the machine's load)")
+    for where in ("SQLite", "PostgreSQL", "Quix Streams peer"):
+        cells = [cpu_ratio(workloads[n].stages, where) for n in names]
+        print(f"{where:34s}" + "".join(f"{cell:>34s}" for cell in cells))
     if not args.postgres_url:
         print("(PostgreSQL and the peer skipped: pass --postgres-url or BENCH_POSTGRES_URL)")
     elif not args.peer_python.exists():
@@ -436,6 +459,13 @@ def report(args: argparse.Namespace, workloads: dict[str, Figures]) -> None:
     )
 
 
+def cpu_ratio(stages: dict[str, list[dict[str, float]]], where: str) -> str:
+    """Median over runs of decode-only CPU per event / ``where``'s CPU per event."""
+    pairs = zip(stages.get("decode only", []), stages.get(where, []), strict=False)
+    ratios = [decode["total"] / member["total"] for decode, member in pairs]
+    return f"{statistics.median(ratios):.2f}" if ratios else "-"
+
+
 def _row_order(row: str) -> tuple[int, str]:
     order = ("decode only", "SQLite", "PostgreSQL", "Quix")
     return next((i for i, p in enumerate(order) if row.startswith(p)), len(order)), row
@@ -443,7 +473,7 @@ def _row_order(row: str) -> tuple[int, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="order-state daemon benchmark")
-    parser.add_argument("--orders", type=int, default=12_000, help="orders per workload")
+    parser.add_argument("--orders", type=int, default=24_000, help="orders per workload")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--members", type=int, default=2, help="processes in the group")
     parser.add_argument("--clustered-customers", type=int, default=50)
