@@ -24,12 +24,11 @@ group start together.
 
 It is a benchmark's instrument, not part of the product: it only reads names the
 runtime already has (the runner's decode and transaction methods, the projection's
-apply, the bulk helpers it calls), found in the old or the new module layout.
+apply, the bulk helpers it calls).
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import resource
@@ -39,7 +38,6 @@ import time
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 CPU: dict[str, float] = {}
@@ -47,15 +45,6 @@ COMMITS: list[tuple[float, int]] = []
 RUN_THREADS: set[int] = set()
 """The threads running a group's loop (the polling threads)."""
 _lock = threading.Lock()
-
-
-def _module(*names: str) -> ModuleType:
-    for name in names:
-        try:
-            return importlib.import_module(name)
-        except ImportError:
-            continue
-    raise ImportError(f"none of {names} found")
 
 
 def _add(stage: str, seconds: float) -> None:
@@ -86,20 +75,20 @@ def _process_cpu() -> float:
 def install(ready: Path | None = None, go: Path | None = None) -> None:
     """Wrap the runtime's stages (see the module's docstring); with ``ready`` and
     ``go``: once subscribed, create ``ready`` and wait for ``go`` to exist."""
-    runner_module = _module("consumers.runtime.runner", "consumers.runtime")
-    runner_class = runner_module.GroupRunner
-    order_state = _module("consumers.projections.order_state", "consumers.order_state")
-    projection = order_state.OrderStateProjection
+    from consumers.projections import order_state
+    from consumers.runtime.runner import GroupRunner
 
-    runner_class._decode = _timed("decode", runner_class._decode)
-    runner_class._apply_in_transaction = _timed("transaction", runner_class._apply_in_transaction)
-    projection.apply = _timed("apply", projection.apply)
-    for name in ("insert_rows", "execute_rows", "update_rows"):
-        if hasattr(order_state, name):
-            setattr(order_state, name, _timed("write", getattr(order_state, name)))
+    for owner, name, stage in (
+        (GroupRunner, "_decode", "decode"),
+        (GroupRunner, "_apply_in_transaction", "transaction"),
+        (order_state.OrderStateProjection, "apply", "apply"),
+        (order_state, "insert_rows", "write"),
+        (order_state, "update_rows", "write"),
+    ):
+        setattr(owner, name, _timed(stage, getattr(owner, name)))
 
-    original_start = runner_class.start
-    original_run = runner_class.run
+    original_start = GroupRunner.start
+    original_run = GroupRunner.run
 
     def start(self: Any) -> None:
         self.add_commit_listener(lambda applied, at: COMMITS.append((at, len(applied))))
@@ -118,8 +107,8 @@ def install(ready: Path | None = None, go: Path | None = None) -> None:
             _add("run", time.thread_time() - thread)
             _add("process", _process_cpu() - process)
 
-    runner_class.start = start
-    runner_class.run = run
+    setattr(GroupRunner, "start", start)  # noqa: B010 (mypy: no assigning to a method)
+    setattr(GroupRunner, "run", run)  # noqa: B010
 
 
 def main() -> None:

@@ -27,11 +27,11 @@ from typing import cast
 
 from confluent_kafka import Producer
 
-from consumers.gc_tuning import tuned_garbage_collector
-from consumers.metrics import ConsumerMetrics
-from consumers.order_state import OrderStateProjection
-from consumers.projection import Envelope
-from consumers.runtime import GroupRunner, RuntimeOptions
+from consumers.projections.base import Envelope
+from consumers.projections.order_state import OrderStateProjection
+from consumers.runtime.gc_tuning import tuned_garbage_collector
+from consumers.runtime.metrics import ConsumerMetrics
+from consumers.runtime.runner import GroupRunner, RuntimeOptions
 from schemas import load_catalog
 from shopstream.config import Settings
 from shopstream.db.engine import create_postgres_database, drop_postgres_database, make_engine
@@ -46,7 +46,8 @@ from shopstream.events import (
     OrderShipped,
     now_utc,
 )
-from shopstream.kafka import create_topics, make_producer, project_topics
+from shopstream.kafka.clients import make_producer
+from shopstream.kafka.topics import create_topics, project_topics
 from shopstream.logs import configure_logging
 from shopstream.prefix import delete_prefixed_data
 from shopstream.serde import EventSerializer, make_registry_client

@@ -63,18 +63,19 @@ from urllib.parse import urlsplit
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from consumers.runtime import end_offsets
 from producers.base import EventProducer
-from producers.simulator import SimulationConfig, Simulator
 from schemas import ORDER_TOPIC
 from shopstream.config import Settings
 from shopstream.db.engine import create_postgres_database, drop_postgres_database, make_engine
 from shopstream.db.migrate import upgrade
 from shopstream.events import ORDER_EVENTS
-from shopstream.kafka import create_topics, make_consumer, project_topics
+from shopstream.kafka.clients import make_consumer
+from shopstream.kafka.offsets import end_offsets
+from shopstream.kafka.topics import create_topics, project_topics
 from shopstream.logs import configure_logging
 from shopstream.prefix import delete_prefixed_data
 from shopstream.serde import EventDeserializer, make_registry_client
+from shopstream.simulation.simulator import SimulationConfig, Simulator
 
 ROOT = Path(__file__).resolve().parent.parent
 PARTITIONS = 6
@@ -362,12 +363,11 @@ def measure(args: argparse.Namespace, customers: int, cleanup: ExitStack, tmp: P
                 url = new_database()
                 migrate(url)
                 several = run_daemons(prefix, url, members, tmp)
-                rate = steady_rate([member.commits for member in several])
-                if rate is None:
+                steady = steady_rate([member.commits for member in several])
+                if steady is None:
                     print(f"    ({name}, {members} members: overlapped under 1 s, not counted)")
-                figures.rates[f"{name}, {members} members"].append(
-                    math.nan if rate is None else rate
-                )
+                row = f"{name}, {members} members"
+                figures.rates[row].append(math.nan if steady is None else steady)
         if args.postgres_url and args.peer_python.exists():
             rate, cpu = run_peer(
                 args.peer_python, settings, topic, figures.events, fresh_postgres(), tmp

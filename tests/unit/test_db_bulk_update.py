@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from consumers.order_state import orders
+from consumers.projections.order_state import orders
 from shopstream.db.bulk import insert_rows, update_rows
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)

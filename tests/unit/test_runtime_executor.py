@@ -9,8 +9,8 @@ import pytest
 from confluent_kafka import TopicPartition
 from sqlalchemy import create_engine
 
-from consumers.order_state import OrderStateProjection
-from consumers.runtime import CallerThreadExecutor, GroupRunner, RuntimeOptions
+from consumers.projections.order_state import OrderStateProjection
+from consumers.runtime.runner import CallerThreadExecutor, GroupRunner, RuntimeOptions
 
 
 def test_caller_thread_executor_runs_at_once_on_the_calling_thread() -> None:

@@ -14,7 +14,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from producers.simulator import SimulationConfig, Simulator
 from schemas import HISTORY_DIR, load_catalog, load_event_schema
 from shopstream.events import (
     EVENT_TYPES,
@@ -24,6 +23,7 @@ from shopstream.events import (
     OrderLine,
 )
 from shopstream.serde import decimal_bytes, epoch_millis, record_builder
+from shopstream.simulation.simulator import SimulationConfig, Simulator
 
 CATALOG = load_catalog()
 DECIMAL_12_2 = fastavro.parse_schema(
