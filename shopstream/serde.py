@@ -17,12 +17,8 @@ import io
 import json
 import re
 import struct
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
-from datetime import UTC, datetime
-from decimal import Decimal
-from functools import partial
-from operator import attrgetter
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import fastavro
@@ -31,7 +27,7 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from schemas import EventSchema, SchemaCatalog, load_catalog, parse_for_codec
 from shopstream.errors import ConfigError, ConnectionFailed, ShopstreamError
-from shopstream.events import EVENT_TYPES, DomainEvent, Event, EventValidationError
+from shopstream.events import EVENT_TYPES, DomainEvent, EventValidationError
 
 MAGIC_BYTE = 0
 HEADER = struct.Struct(">bI")
@@ -93,16 +89,16 @@ class EventSerializer:
         self._registry = registry
         self._catalog = catalog or load_catalog()
         self._auto_register = auto_register
-        self._writers: dict[str, _Writer] = {}
+        self._writers: dict[str, tuple[bytes, Any, str, str]] = {}
 
-    def _writer_for(self, event_type: str) -> _Writer:
+    def _writer_for(self, event_type: str) -> tuple[bytes, Any, str, str]:
         writer = self._writers.get(event_type)
         if writer is None:
             writer = self._resolve_writer(self._catalog.get(event_type))
             self._writers[event_type] = writer
         return writer
 
-    def _resolve_writer(self, spec: EventSchema) -> _Writer:
+    def _resolve_writer(self, spec: EventSchema) -> tuple[bytes, Any, str, str]:
         subject = spec.subject()
         schema_id: int | None
         schema_str: str | None = None
@@ -135,14 +131,8 @@ class EventSerializer:
                 raise SchemaRegistrationError(
                     f"latest schema of {subject} (id {schema_id}) does not parse: {exc}"
                 ) from None
-        return _Writer(
-            prefix=HEADER.pack(MAGIC_BYTE, schema_id),
-            parsed=parsed,
-            topic=spec.topic,
-            key=attrgetter(spec.key_field),
-            header=(EVENT_TYPE_HEADER, spec.name.encode()),
-            record=record_builder(EVENT_TYPES[spec.name], parsed),
-        )
+        prefix = HEADER.pack(MAGIC_BYTE, schema_id)
+        return prefix, parsed, spec.topic, spec.key_field
 
     def _registry_url(self) -> str:
         conf = getattr(self._registry, "_rest_client", None)
@@ -155,122 +145,18 @@ class EventSerializer:
 
     def encode(self, event: DomainEvent) -> EncodedEvent:
         event_type = event.event_type
-        writer = self._writer_for(event_type)
-        buffer = io.BytesIO(writer.prefix)
-        buffer.seek(HEADER.size)
-        fastavro.schemaless_writer(buffer, writer.parsed, writer.record(event))
+        prefix, parsed, topic, key_field = self._writer_for(event_type)
+        buffer = io.BytesIO()
+        buffer.write(prefix)
+        fastavro.schemaless_writer(buffer, parsed, event.to_record())
+        key: str = getattr(event, key_field)
         return EncodedEvent(
-            writer.topic, writer.key(event).encode(), buffer.getvalue(), [writer.header], event_type
+            topic=topic,
+            key=key.encode(),
+            value=buffer.getvalue(),
+            headers=[(EVENT_TYPE_HEADER, event_type.encode())],
+            event_type=event_type,
         )
-
-
-class _Writer(NamedTuple):
-    """How one event type is encoded: resolved once per serializer."""
-
-    prefix: bytes
-    """Magic byte and schema id."""
-    parsed: Any
-    topic: str
-    key: Callable[[Any], str]
-    header: tuple[str, bytes]
-    record: Callable[[Any], dict[str, Any]]
-    """The event → the dict fastavro writes (see :func:`record_builder`)."""
-
-
-# -- the encoder's records: logical types converted up front --------------------------
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_Convert = Callable[[Any], Any]
-
-
-def decimal_bytes(scale: int, value: Decimal) -> bytes:
-    """``value`` as Avro ``decimal`` bytes of ``scale``: the unscaled integer, big-endian
-    two's complement, fewest bytes (what fastavro writes, without its per-digit work)."""
-    unscaled = value.scaleb(scale)
-    number = int(unscaled)
-    if number != unscaled:
-        raise ValueError(f"{value} has more than {scale} decimals")
-    return number.to_bytes((number.bit_length() + 8) // 8, "big", signed=True)
-
-
-def epoch_millis(moment: datetime) -> int:
-    """``moment`` (time-zone aware) as Avro ``timestamp-millis``."""
-    delta = moment - _EPOCH
-    return delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
-
-
-def record_builder(cls: type[Event], parsed: Any) -> Callable[[Any], dict[str, Any]]:
-    """A function building the dict fastavro writes for an event of ``cls`` with the
-    writer schema ``parsed``: :meth:`Event.to_record`'s values, with decimals already
-    as bytes and timestamps as milliseconds (fastavro passes both through as they
-    are; its own generic conversions were most of the cost of encoding an event)."""
-    return _object_to_record(tuple(f.name for f in fields(cls)), parsed["fields"])
-
-
-def _object_to_record(
-    names: tuple[str, ...], avro_fields: list[dict[str, Any]]
-) -> Callable[[Any], dict[str, Any]]:
-    """Attributes ``names`` of an object → the dict of a record with ``avro_fields``."""
-    getter: Callable[[Any], tuple[Any, ...]] = (
-        attrgetter(*names) if len(names) > 1 else lambda item: (getattr(item, names[0]),)
-    )
-    index = {name: position for position, name in enumerate(names)}
-    converts = [
-        (index[field["name"]], convert)
-        for field in avro_fields
-        if field["name"] in index and (convert := _converter(field["type"])) is not None
-    ]
-
-    def build(item: Any) -> dict[str, Any]:
-        if not converts:
-            return dict(zip(names, getter(item), strict=True))
-        values = list(getter(item))
-        for position, convert in converts:
-            values[position] = convert(values[position])
-        return dict(zip(names, values, strict=True))
-
-    return build
-
-
-def _converter(avro_type: Any) -> _Convert | None:
-    """What turns our value into what fastavro writes as is (None: nothing to do)."""
-    if isinstance(avro_type, list):  # a union: convert the value of its non-null branch
-        branches = [c for branch in avro_type if branch != "null" and (c := _converter(branch))]
-        if len(branches) != 1:
-            return None
-        only = branches[0]
-        return lambda value: None if value is None else only(value)
-    if not isinstance(avro_type, dict):
-        return None
-    logical = avro_type.get("logicalType")
-    if logical == "decimal" and avro_type.get("type") == "bytes":
-        return partial(decimal_bytes, int(avro_type.get("scale", 0)))
-    if logical == "timestamp-millis":
-        return epoch_millis
-    items = avro_type.get("items")
-    if avro_type.get("type") == "array" and isinstance(items, dict) and "fields" in items:
-        return _records_converter(items["fields"])
-    return None
-
-
-def _records_converter(avro_fields: list[dict[str, Any]]) -> _Convert:
-    """Items of an array of records (e.g. an order's lines: dataclass objects) → dicts
-    of the fields both the item and the record have."""
-    wanted = [field["name"] for field in avro_fields]
-    builders: dict[type, Callable[[Any], dict[str, Any]]] = {}
-
-    def convert(items: Any) -> list[dict[str, Any]]:
-        out = []
-        for item in items:
-            build = builders.get(type(item))
-            if build is None:
-                known = {f.name for f in fields(item)}
-                names = tuple(name for name in wanted if name in known)
-                build = builders[type(item)] = _object_to_record(names, avro_fields)
-            out.append(build(item))
-        return out
-
-    return convert
 
 
 @dataclass(frozen=True, slots=True)
