@@ -57,7 +57,13 @@ class Projection(ABC):
 
     @abstractmethod
     def apply(self, connection: Connection, batch: Sequence[Envelope]) -> list[Rejection]:
-        """Apply ``batch`` in order within the caller's transaction; return refusals."""
+        """Apply ``batch`` in order within the caller's transaction; return refusals.
+
+        The runtime may call it several times per batch, on consecutive pieces, each in
+        a savepoint that is rolled back when the database refuses it: keep no state
+        between calls (load what is needed from the database each time), except rows
+        as committed (:class:`CommittedRows`: taken out by a call, and remembered again
+        only if that call was the last of a batch that then committed)."""
 
     def committed(self) -> None:  # noqa: B027 (by default nothing is remembered)
         """The transaction of the last :meth:`apply` committed."""

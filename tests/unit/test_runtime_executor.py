@@ -10,7 +10,9 @@ from confluent_kafka import TopicPartition
 from sqlalchemy import create_engine
 
 from consumers.projections.order_state import OrderStateProjection
+from consumers.runtime.dlq_writer import DeadLetterWriter
 from consumers.runtime.runner import CallerThreadExecutor, GroupRunner, RuntimeOptions
+from shopstream.config import Settings
 
 
 def test_caller_thread_executor_runs_at_once_on_the_calling_thread() -> None:
@@ -72,6 +74,7 @@ class _Remembering(OrderStateProjection):
 def _bare_runner(projection: OrderStateProjection) -> GroupRunner:
     runner = GroupRunner.__new__(GroupRunner)
     runner.projection = projection
+    runner._dlq = DeadLetterWriter(Settings.load(), "g")  # never started: no producer
     runner._expected, runner._next, runner._end_at_start = {("t", 0): 5}, {("t", 0): 5}, {}
     runner._pending = set()
     return runner
