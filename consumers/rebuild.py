@@ -46,6 +46,7 @@ from shopstream.kafka import (
     make_admin,
 )
 from shopstream.logs import get_logger
+from shopstream.registry import check_registry
 
 log = get_logger("shopstream.rebuild")
 
@@ -77,9 +78,10 @@ def rebuild_groups(settings: Settings, groups: Sequence[str], runtime: RuntimeOp
         raise UsageError("name the group to rebuild: shopstream consume rebuild GROUP")
     projections = [projection_for(name) for name in dict.fromkeys(groups)]
     check_broker(settings)
+    check_registry(settings)
     for projection in projections:
         ensure_idle(settings, projection.group_id)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, settings=settings)
     try:
         check_database(engine)
         for projection in projections:

@@ -33,6 +33,7 @@ from shopstream.config import Settings
 from shopstream.errors import ShopstreamError, UsageError
 from shopstream.events import DomainEvent
 from shopstream.kafka import METADATA_TIMEOUT_S, check_broker, make_admin, make_producer
+from shopstream.registry import check_registry
 from shopstream.serde import EncodedEvent, EventSerializer, make_registry_client
 
 DEFAULT_CLOSE_TIMEOUT_S = 60.0
@@ -187,6 +188,7 @@ class EventProducer:
 
     def _check_ready(self) -> None:
         check_broker(self._settings)
+        check_registry(self._settings)
         self._serializer.prepare()
         if self._options.check_topics:
             self._check_topics()

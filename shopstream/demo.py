@@ -52,7 +52,7 @@ from shopstream.kafka import (
     project_topics,
 )
 from shopstream.prefix import delete_prefixed_data
-from shopstream.registry import register_all
+from shopstream.registry import check_registry, register_all
 from shopstream.serde import make_registry_client
 from shopstream.stack import LocalStack, StackConfig
 
@@ -276,6 +276,7 @@ def run_demo(
             create_topics(
                 demo_settings, project_topics(prefix=demo_settings.shopstream_topic_prefix)
             )
+            check_registry(demo_settings)
             register_all(
                 make_registry_client(demo_settings.registry_config()),
                 load_catalog().with_topic_prefix(demo_settings.shopstream_topic_prefix),

@@ -116,6 +116,21 @@ def check_broker(settings: Settings, timeout: float = METADATA_TIMEOUT_S) -> Non
         ) from None
 
 
+def existing_topics(settings: Settings) -> set[str]:
+    """Names of every topic in the cluster's metadata (ConnectionFailed if none answers).
+
+    Never asks about one topic by name: a metadata request naming a missing topic can
+    make a broker with ``auto.create.topics.enable`` create it.
+    """
+    try:
+        return set(make_admin(settings).list_topics(timeout=METADATA_TIMEOUT_S).topics)
+    except KafkaException as exc:
+        raise ConnectionFailed(
+            f"Kafka broker unreachable at {settings.kafka_bootstrap_servers} "
+            f"({describe_kafka_error(exc)})"
+        ) from None
+
+
 def describe_kafka_error(exc: BaseException) -> str:
     if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
         error: KafkaError = exc.args[0]

@@ -31,6 +31,7 @@ from shopstream.inspection.peek import MessageFilter, PeekRequest, peek
 from shopstream.inspection.reader import ReadPlan
 from shopstream.inspection.schemas import RegistryBrowser
 from shopstream.inspection.topics import describe_topic, list_topics
+from shopstream.registry import check_registry
 from shopstream.serde import make_registry_client
 
 app = typer.Typer(
@@ -287,7 +288,9 @@ def schemas_cmd(
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Registry subjects with versions, ids and compatibility; or one version's schema."""
-    browser = RegistryBrowser(make_registry_client(settings_from(ctx).registry_config()))
+    settings = settings_from(ctx)
+    check_registry(settings)
+    browser = RegistryBrowser(make_registry_client(settings.registry_config()))
     if subject is None:
         if version is not None:
             raise UsageError("--version needs a SUBJECT (shopstream inspect schemas SUBJECT -v N)")

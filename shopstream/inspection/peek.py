@@ -19,6 +19,7 @@ from shopstream.inspection.decode import InspectedMessage, MessageDecoder
 from shopstream.inspection.offsets import OffsetSpec
 from shopstream.inspection.reader import ReadPlan, TopicReader
 from shopstream.inspection.schemas import SubjectResolver
+from shopstream.registry import check_registry
 from shopstream.serde import EventDeserializer, make_registry_client
 
 
@@ -52,6 +53,7 @@ class PeekRequest:
 
 
 def make_decoder(settings: Settings) -> MessageDecoder:
+    check_registry(settings)
     registry = make_registry_client(settings.registry_config())
     return MessageDecoder(EventDeserializer(registry), SubjectResolver(registry))
 
