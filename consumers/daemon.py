@@ -139,9 +139,12 @@ class ConsumerDaemon:
             worker.runner.run()
         except BaseException as exc:  # reported by the main thread, then the process stops
             worker.error = exc
-            log.error(
-                "group failed", group=worker.runner.group_id, error=f"{type(exc).__name__}: {exc}"
-            )
+            if not isinstance(exc, ShopstreamError):  # expected ones: the one error line
+                log.error(
+                    "group failed",
+                    group=worker.runner.group_id,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
         finally:
             worker.runner.close()
 

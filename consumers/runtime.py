@@ -719,11 +719,15 @@ class StaleOffsets(ShopstreamError):
 
     def __init__(self, group_id: str, stale: dict[TopicPartitionKey, tuple[int, int, int]]) -> None:
         parts = []
-        for (topic, partition), (offset, low, high) in sorted(stale.items()):
-            where = f"beyond its end {high}" if offset > high else f"before its start {low}"
-            parts.append(f"{topic}[{partition}] at {offset} {where}")
+        for topic in sorted({topic for topic, _ in stale}):
+            described = []
+            for (t, partition), (offset, low, high) in sorted(stale.items()):
+                if t == topic:
+                    where = f"beyond its end {high}" if offset > high else f"before its start {low}"
+                    described.append(f"partition {partition} at {offset} {where}")
+            parts.append(f"{topic} {', '.join(described)}")
         super().__init__(
-            f"stored offsets of {group_id} do not fit the topic: {', '.join(parts)} "
+            f"stored offsets of {group_id} do not fit the topic: {'; '.join(parts)} "
             "(topic recreated, broker wiped, or events deleted by retention); nothing was "
             f"read or written. Replay from the start: 'shopstream consume rebuild {group_id}', "
             f"or move the offsets: 'shopstream consume reset-offsets {group_id} "
