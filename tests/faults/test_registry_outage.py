@@ -57,7 +57,7 @@ def test_a_registry_outage_pauses_the_group_and_dead_letters_nothing(
         # the daemon has never seen these schema ids: it must wait, not dead-letter
         assert wait_for(lambda: "schema registry unavailable" in daemon.current_log(), 30)
         time.sleep(1.0)
-        assert daemon.running()
+        assert daemon.running
     finally:
         local_stack.registry.start()
     run.faults["schema registry stopped and restarted"] += 1

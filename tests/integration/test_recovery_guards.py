@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import Engine, func, insert, select, text
+from sqlalchemy import Engine, Table, func, insert, select, text
 from sqlalchemy.exc import OperationalError
 
 from consumers.cart_projection import CartProjection
@@ -34,7 +34,7 @@ pytestmark = [
 
 GROUP = "cart-projection"
 KEY = ("t-fence-cart-events", 0)
-carts = Cart.__table__
+carts: Table = Cart.__table__  # type: ignore[assignment]
 
 
 @pytest.fixture
