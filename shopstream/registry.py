@@ -82,7 +82,7 @@ def check_registry(settings: Settings, timeout_s: int = CHECK_TIMEOUT_S) -> int:
         ) from None
     except Exception as exc:  # the client raises several unrelated types
         raise ConnectionFailed(
-            f"schema registry at {shown} did not answer ({type(exc).__name__}); start it "
+            f"schema registry unreachable at {shown} ({type(exc).__name__}); start it "
             "(shopstream stack up) or fix SCHEMA_REGISTRY_URL"
         ) from None
 
