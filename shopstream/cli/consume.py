@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 
-from consumers.daemon import ConsumerDaemon, DaemonOptions
-from consumers.groups import GROUPS
-from consumers.reset_offsets import ResetTo
-from consumers.runtime import RuntimeOptions
+from consumers.projections import GROUPS
+from consumers.runtime.daemon import ConsumerDaemon, DaemonOptions
+from consumers.runtime.reset_offsets import ResetTo
+from consumers.runtime.runner import RuntimeOptions
 from shopstream.cli.context import settings_from
 from shopstream.cli.params import finite
 
@@ -77,11 +77,11 @@ def consume(
     if to is not None and groups[0] != RESET_OFFSETS:
         raise typer.BadParameter("only with 'consume reset-offsets GROUP'", param_hint="'--to'")
     if groups[0] == RESET_OFFSETS:
-        from consumers.reset_offsets import reset_offsets
+        from consumers.runtime.reset_offsets import reset_offsets
 
         sys.exit(reset_offsets(settings, groups[1:], to))
     if groups[0] == REBUILD:
-        from consumers.rebuild import rebuild_groups
+        from consumers.runtime.rebuild import rebuild_groups
 
         sys.exit(rebuild_groups(settings, groups[1:], runtime))
     daemon = ConsumerDaemon(

@@ -13,17 +13,13 @@ from typing import Any, Protocol, TextIO
 from rich.console import RenderableType
 from rich.table import Table
 
+from shopstream.inspection.consumer_groups import GroupInfo, GroupLag
 from shopstream.inspection.decode import InspectedMessage, format_millis
-from shopstream.inspection.dlq import DlqReport
-from shopstream.inspection.groups import GroupInfo, GroupLag
-from shopstream.inspection.schemas import SubjectInfo
-from shopstream.inspection.topics import TopicDetail, TopicSummary
+from shopstream.inspection.dlq_reader import DlqReport
+from shopstream.inspection.topic_info import TopicDetail, TopicSummary
+from shopstream.registry.lookup import SubjectInfo
 
 EVENT_PREVIEW_CHARS = 160
-
-
-def to_json_text(data: Any) -> str:
-    return json.dumps(data, indent=2, ensure_ascii=False)
 
 
 def compact_json(data: Any) -> str:

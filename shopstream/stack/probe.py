@@ -17,8 +17,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from shopstream.config import Settings, mask_url_password
 from shopstream.errors import ConnectionFailed
-from shopstream.kafka import build_client
-from shopstream.registry import check_registry
+from shopstream.kafka.clients import build_client
+from shopstream.registry.admin import check_registry
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from confluent_kafka import TopicPartition
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 from sqlalchemy import select
 
-from consumers.offsets import offsets_table
+from consumers.runtime.offset_store import offsets_table
 from schemas import CART_TOPIC, dlq_topic
-from shopstream.kafka import make_admin
+from shopstream.kafka.clients import make_admin
 from tests.e2e.test_projections import PARTITIONS, Pipeline, pipeline, simulated
 from tests.e2e.test_rebuild import wait_for_members
 from tests.support.pipeline import read_all

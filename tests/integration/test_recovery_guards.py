@@ -18,10 +18,15 @@ import pytest
 from sqlalchemy import Engine, Table, func, insert, select, text
 from sqlalchemy.exc import OperationalError
 
-from consumers.cart_projection import CartProjection
-from consumers.offsets import OffsetConflict, OffsetStore, ProcessedEvents, offsets_table
-from consumers.rebuild import reset_group
-from consumers.runtime import is_transient_db_error
+from consumers.projections.cart_projection import CartProjection
+from consumers.runtime.offset_store import (
+    OffsetConflict,
+    OffsetStore,
+    ProcessedEvents,
+    offsets_table,
+)
+from consumers.runtime.rebuild import reset_group
+from consumers.runtime.runner import is_transient_db_error
 from shopstream.config import Settings
 from shopstream.db.engine import lift_statement_timeout, make_engine
 from shopstream.db.migrate import upgrade

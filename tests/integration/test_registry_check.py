@@ -12,7 +12,7 @@ import pytest
 
 from shopstream.config import Settings
 from shopstream.errors import ConnectionFailed
-from shopstream.registry import RegistryMisconfigured, check_registry
+from shopstream.registry.admin import RegistryMisconfigured, check_registry
 from shopstream.serde import DecodeError, EventDeserializer, make_registry_client
 
 pytestmark = pytest.mark.integration

@@ -5,8 +5,8 @@ One :class:`GroupRunner` drives one consumer group's projection:
 1. ``consume()`` a batch (``batch_size`` messages or ``batch_wait_s``, whichever first);
 2. decode each message (undecodable → dead letter);
 3. in ONE database transaction: compare-and-set the group's next offsets
-   (:class:`~consumers.offsets.OffsetStore`), drop events whose ``event_id`` was already
-   processed, let the projection apply the rest, record their ids, and write (and
+   (:class:`~consumers.runtime.offset_store.OffsetStore`), drop events whose ``event_id`` was
+   already processed, let the projection apply the rest, record their ids, and write (and
    confirm) the dead letters — then commit;
 4. after the database commit, commit the same offsets to Kafka, so standard tools
    show the group's lag. Kafka's offsets are never read back: on assignment the
@@ -52,24 +52,25 @@ from confluent_kafka import (
     Message,
     TopicPartition,
 )
-from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 
-from consumers.dlq import DeadLetter, DeadLetterWriter
-from consumers.metrics import ConsumerMetrics
-from consumers.offsets import OffsetConflict, OffsetStore, ProcessedEvents, TopicPartitionKey
-from consumers.projection import Envelope, Projection, Rejection
+from consumers.projections.base import Envelope, Projection, Rejection
+from consumers.runtime.dlq_writer import DeadLetter, DeadLetterWriter
+from consumers.runtime.metrics import ConsumerMetrics
+from consumers.runtime.offset_store import OffsetConflict, OffsetStore, ProcessedEvents
 from shopstream.config import Settings
 from shopstream.db.engine import describe_db_error
 from shopstream.errors import ConnectionFailed, ShopstreamError
 from shopstream.events import EventValidationError
-from shopstream.kafka import (
-    METADATA_TIMEOUT_S,
-    describe_kafka_error,
-    is_transient_kafka_error,
-    make_admin,
-    make_consumer,
+from shopstream.kafka.clients import make_consumer
+from shopstream.kafka.errors import describe_kafka_error, is_transient_kafka_error
+from shopstream.kafka.offsets import (
+    TopicPartitionKey,
+    coordinates,
+    end_offsets,
+    offset_bounds,
+    topic_end_offsets,
 )
 from shopstream.logs import get_logger
 from shopstream.serde import DecodeError, EventDeserializer, make_registry_client
@@ -765,56 +766,6 @@ GROUP_CHECK_INTERVAL_S = 1.0
 """How often a runner caught up on its own partitions checks the rest of the group."""
 
 
-def end_offsets(
-    settings: Settings, partitions: Sequence[TopicPartitionKey]
-) -> dict[TopicPartitionKey, int]:
-    """Current end (high watermark) offsets, in one request on an admin connection.
-
-    (The consumer's own ``get_watermark_offsets`` queues behind its long-poll fetches.)
-    """
-    admin = make_admin(settings)
-    request = {TopicPartition(t, p): OffsetSpec.latest() for t, p in partitions}  # type: ignore[no-untyped-call]
-    futures = admin.list_offsets(request, request_timeout=15)
-    return {(tp.topic, tp.partition): int(future.result().offset) for tp, future in futures.items()}
-
-
-def offset_bounds(
-    settings: Settings, partitions: Sequence[TopicPartitionKey]
-) -> dict[TopicPartitionKey, tuple[int, int]]:
-    """(start, end) offsets of each partition: the first offset it still holds and its
-    high watermark, in two requests on an admin connection."""
-    if not partitions:
-        return {}
-    admin = make_admin(settings)
-    result: dict[TopicPartitionKey, list[int]] = {key: [0, 0] for key in partitions}
-    for index, spec in enumerate((OffsetSpec.earliest(), OffsetSpec.latest())):  # type: ignore[no-untyped-call]
-        request = {TopicPartition(t, p): spec for t, p in partitions}
-        futures = admin.list_offsets(request, request_timeout=15)
-        for tp, future in futures.items():
-            result[(tp.topic, tp.partition)][index] = int(future.result().offset)
-    return {key: (low, high) for key, (low, high) in result.items()}
-
-
-def topic_end_offsets(settings: Settings, topic: str) -> dict[TopicPartitionKey, int] | None:
-    """Current end offsets of every partition of ``topic``; None when it does not exist.
-
-    Looked up in the full metadata, never by naming the topic: a metadata request
-    naming a missing topic can make a broker with ``auto.create.topics.enable`` create it.
-    """
-    metadata = make_admin(settings).list_topics(timeout=METADATA_TIMEOUT_S).topics.get(topic)
-    if metadata is None or metadata.error is not None:
-        return None
-    return end_offsets(settings, [(topic, partition) for partition in sorted(metadata.partitions)])
-
-
-def coordinates(message: Message) -> tuple[str, int, int]:
-    """Topic, partition and offset of a fetched (non-error) message."""
-    topic, partition, offset = message.topic(), message.partition(), message.offset()
-    if topic is None or partition is None or offset is None:
-        raise ValueError("message without coordinates")
-    return topic, partition, offset
-
-
 def _rejected_letters(batch: Sequence[Message], rejections: list[Rejection]) -> list[DeadLetter]:
     """Dead letters of the refused events, with their original messages."""
     if not rejections:
@@ -858,6 +809,3 @@ def _position(next_offset: int) -> int:
 
 def _describe(offsets: dict[TopicPartitionKey, int]) -> dict[str, int]:
     return {f"{t}[{p}]": off for (t, p), off in sorted(offsets.items())}
-
-
-RunnerFactory = Callable[[], GroupRunner]

@@ -2,7 +2,7 @@
 offsets to the start or the end of its topic.
 
 The way out when a group stops because its offsets in the database no longer fit the
-topic (:class:`~consumers.runtime.StaleOffsets`: the topic was recreated, a broker
+topic (:class:`~consumers.runtime.runner.StaleOffsets`: the topic was recreated, a broker
 wiped, or retention deleted events it had not applied). ``earliest`` re-reads what
 the topic still holds (events already applied are skipped by their event id);
 ``latest`` skips to the end. ``consume rebuild GROUP`` is the other way out: empty
@@ -18,14 +18,15 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from consumers.groups import projection_for
-from consumers.offsets import OffsetStore, TopicPartitionKey
-from consumers.rebuild import RebuildRefused, ensure_idle
-from consumers.runtime import offset_bounds, topic_end_offsets, with_retries
+from consumers.projections import projection_for
+from consumers.runtime.offset_store import OffsetStore
+from consumers.runtime.rebuild import RebuildRefused, ensure_idle
+from consumers.runtime.runner import with_retries
 from shopstream.config import Settings
 from shopstream.db.engine import check_database, make_engine
 from shopstream.errors import UsageError
-from shopstream.kafka import check_broker
+from shopstream.kafka.clients import check_broker
+from shopstream.kafka.offsets import TopicPartitionKey, offset_bounds, topic_end_offsets
 
 
 class ResetTo(StrEnum):
