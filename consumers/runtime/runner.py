@@ -395,7 +395,10 @@ class GroupRunner:
         if offset is None:
             return  # no longer ours
         if offset == 0:
-            consumer.seek(TopicPartition(topic, partition, OFFSET_BEGINNING))
+            try:
+                consumer.seek(TopicPartition(topic, partition, OFFSET_BEGINNING))
+            except KafkaException:
+                self._pending.add(key)  # not fetchable yet: _sync_pending seeks it later
             return
         low, high = with_retries(
             "reading partition bounds", lambda: offset_bounds(self.settings, [key]), self._stop
