@@ -333,12 +333,16 @@ class GroupRunner:
             raise
         self.db_ok = True
         tps = [TopicPartition(t, p, _position(stored[(t, p)])) for t, p in keys]
+        # Assigned again at their offsets, not seeked: a partition assigned without an
+        # offset and paused at once never starts fetching, and a seek on it fails
+        # (_STATE, "Erroneous state") on every loop.
         try:
-            for tp in tps:
-                consumer.seek(tp)
-        except KafkaException:
-            return  # not fetchable yet; try again on the next loop
-        consumer.resume(tps)
+            consumer.incremental_unassign([TopicPartition(t, p) for t, p in keys])
+            consumer.incremental_assign(tps)
+            consumer.resume(tps)
+        except KafkaException as exc:
+            self._log.warning("paused partitions not resumed yet", error=describe_kafka_error(exc))
+            return
         self._pending.difference_update(keys)
         self._expected.update(stored)
         self._next.update(stored)

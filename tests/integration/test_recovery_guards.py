@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +32,10 @@ from shopstream.config import Settings
 from shopstream.db.engine import lift_statement_timeout, make_engine
 from shopstream.db.migrate import upgrade
 from shopstream.db.models import Cart
+from tests.e2e.test_projections import Pipeline, pipeline, shopstream_exe, simulated
+from tests.support.daemons import wait_for
+
+__all__ = ["pipeline"]  # the fixture, imported for these tests
 
 pytestmark = [
     pytest.mark.integration,
@@ -67,6 +72,37 @@ def test_migrations_and_resets_lift_the_timeout(pg: Engine) -> None:
         connection.execute(text("SELECT pg_sleep(0.8)"))  # longer than the 500 ms
     with pg.connect() as connection:  # only for that transaction
         assert connection.execute(text("SHOW statement_timeout")).scalar() == "500ms"
+
+
+def test_a_hung_database_fails_statements_and_the_group_waits_for_it(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline.produce(simulated(orders=10, seed=1, invalid_rate=0.0))
+    monkeypatch.setenv("DATABASE_STATEMENT_TIMEOUT_MS", "300")
+    log_path = pipeline.workdir / "consume.log"
+    with pipeline.engine.connect() as locker, log_path.open("w") as log:
+        locker.execute(text("LOCK TABLE consumer_offsets IN ACCESS EXCLUSIVE MODE"))
+        consume = subprocess.Popen(
+            [shopstream_exe(), "consume", GROUP, "--until-caught-up", "--http-port", "-1"],
+            env={**pipeline.env(), "LOG_LEVEL": "INFO"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            # the database "hangs": every statement on the offsets waits for the lock
+            assert wait_for(lambda: "statement timeout" in log_path.read_text(), 60)
+            time.sleep(2.0)
+            assert consume.poll() is None
+            locker.rollback()
+            code = consume.wait(60)
+        finally:
+            if consume.poll() is None:
+                consume.kill()
+                consume.wait()
+    output = log_path.read_text()
+    assert code == 0, output
+    assert "canceling statement due to statement timeout" in output
+    assert pipeline.caught_up(GROUP)
 
 
 def zombie_batch(engine: Engine, started: threading.Event, go: threading.Event) -> None:
