@@ -37,6 +37,16 @@ class Commands(LazyGroup):
             "Run consumer groups until SIGTERM/SIGINT; or 'rebuild GROUP' to replay one.",
         ),
         Lazy(
+            "serve",
+            "shopstream.cli.serve:serve",
+            "The cart/order/product HTTP API (OpenAPI docs at /docs) and its outbox relay.",
+        ),
+        Lazy(
+            "relay",
+            "shopstream.cli.serve:relay",
+            "The outbox relay alone: publish the services' outbox to Kafka until SIGTERM/SIGINT.",
+        ),
+        Lazy(
             "demo",
             "shopstream.cli.demo:demo",
             "The whole pipeline on the local default, end to end (stack, daemons, simulator).",
@@ -59,6 +69,16 @@ class Commands(LazyGroup):
             "inspect",
             "shopstream.cli.inspect:app",
             "Read-only views: topics, decoded events, consumer groups and lag, schemas, DLQs.",
+        ),
+        Lazy(
+            "dlq",
+            "shopstream.cli.dlq:app",
+            "Dead letters: re-produce them to their topic.",
+        ),
+        Lazy(
+            "console",
+            "shopstream.cli.console_cmd:console",
+            "The live web console: pipeline, lag, shop, dead letters, order timelines, schemas.",
         ),
         Lazy(
             "query",

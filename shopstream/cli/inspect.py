@@ -35,6 +35,7 @@ from shopstream.inspection.dlq_reader import read_dead_letters
 from shopstream.inspection.offset_spec import End, OffsetSpec, parse_offset_spec
 from shopstream.inspection.peek import MessageFilter, PeekRequest, peek
 from shopstream.inspection.reader import ReadPlan
+from shopstream.inspection.timeline import order_timeline
 from shopstream.inspection.topic_info import describe_topic, list_topics
 from shopstream.registry.admin import check_registry
 from shopstream.registry.lookup import RegistryBrowser
@@ -326,3 +327,87 @@ def dlq_cmd(
         return
     for table in render.dlq_tables(report):
         console.print(table)
+
+
+# -- the services' outbox ------------------------------------------------------------
+
+
+@app.command("outbox")
+def outbox_cmd(
+    ctx: typer.Context,
+    fmt: FormatOpt = OutputFormat.table,
+    sample: Annotated[
+        int, typer.Option(min=1, help="Lag over this many most recently sent rows.")
+    ] = 1000,
+) -> None:
+    """The services' outbox: pending rows, and the relay's commit → Kafka lag."""
+    from sqlalchemy import inspect as inspect_db
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from shopstream.db.engine import describe_db_error
+    from shopstream.errors import ConnectionFailed
+    from shopstream.events import now_utc
+    from shopstream.inspection.db_offsets import read_only_engine
+    from shopstream.services.outbox import stats
+
+    settings = settings_from(ctx)
+    engine = read_only_engine(settings.database_url)
+    if engine is None:
+        raise UsageError(f"no database at {settings.masked()['DATABASE_URL']}")
+    try:
+        if not inspect_db(engine).has_table("service_outbox"):
+            raise UsageError("the database has no outbox table (no 'shopstream serve' ran on it)")
+        with engine.connect() as connection:
+            found = stats(connection, now_utc(), sample)
+    except SQLAlchemyError as exc:
+        raise ConnectionFailed(f"cannot read the outbox: {describe_db_error(exc)}") from None
+    finally:
+        engine.dispose()
+    data = {
+        "pending": found.pending,
+        "oldest_pending_age_s": found.oldest_pending_age_s,
+        "sent": found.sent,
+        "lag_sample": found.lag_sample,
+        "lag_p50_s": found.lag_p50_s,
+        "lag_p99_s": found.lag_p99_s,
+        "lag_max_s": found.lag_max_s,
+        "last_sent_at": found.last_sent_at.isoformat() if found.last_sent_at else None,
+    }
+    if fmt is OutputFormat.json:
+        print_json(data)
+        return
+    from rich.table import Table
+
+    table = Table("outbox", "value", title="services outbox (commit → Kafka acknowledged)")
+    for name, value in data.items():
+        shown = "-" if value is None else (f"{value:.3f}" if isinstance(value, float) else value)
+        table.add_row(name, str(shown))
+    console.print(table)
+
+
+# -- one order's timeline ----------------------------------------------------------------
+
+
+@app.command("order")
+def order_cmd(
+    ctx: typer.Context,
+    order_id: Annotated[str, typer.Argument(help="The order id (the key of order-events).")],
+    window: Annotated[
+        int | None,
+        typer.Option(
+            "--window",
+            min=1,
+            help="Read at most the last N offsets of each partition (default: all of it).",
+        ),
+    ] = None,
+    fmt: FormatOpt = OutputFormat.table,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
+) -> None:
+    """One order's timeline: its events across cart and order topics and their DLQs, in
+    order, beside its database row; flags where they disagree."""
+    timeline = order_timeline(settings_from(ctx), order_id, window=window, timeout=timeout)
+    if fmt is OutputFormat.json:
+        print_json(timeline.to_json())
+        return
+    for part in render.timeline_tables(timeline):
+        console.print(part, highlight=False)
