@@ -1,5 +1,5 @@
 # shopstream: `make demo` runs the pipeline end to end, `make test` is what CI runs.
-.PHONY: bootstrap demo test lint stack-up stack-down
+.PHONY: bootstrap demo test lint stack-up stack-down bench-peer
 
 VENV := .venv/bin
 
@@ -24,3 +24,9 @@ stack-up: bootstrap
 
 stack-down:
 	$(VENV)/shopstream stack down
+
+# The benchmark's peer (bench/quix_peer.py) in its own environment: Quix Streams 3.28.1
+# needs confluent-kafka < 2.13, this project pins 2.16.1.
+bench-peer:
+	python3 -m venv .venv-quix
+	.venv-quix/bin/pip install -q -r bench/peer-requirements.txt

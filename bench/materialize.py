@@ -1,176 +1,123 @@
-"""Materialization speed of the ``order-state`` group, with a baseline from the same run.
+"""Materialization speed of the shipped ``order-state`` daemon, beside baselines from the same run.
 
-Prints events/s applied by order-state into SQLite and into PostgreSQL beside the
-rate of the same consumer decoding without a database (the baseline), the ratios,
-and the end-to-end latency (p50/p99) from produce to committed row at a fixed rate.
+What is measured is the code ``shopstream consume order-state --until-caught-up`` runs:
+each member is that CLI command in its own process (through :mod:`bench.daemon_probe`,
+which calls the CLI's entry function and adds a per-batch CPU clock), never a runner
+assembled here. The events are the simulator's own order events, in two workloads:
 
-Each database is measured with one member in the group (one process: the GIL makes
-it a one-core consumer) and with ``--members`` processes in the group, the way the
-group scales out: its steady rate while every member is consuming (from the moment
-the last one committed its first batch to the moment the first one is done).
+- ``clustered``: few shoppers at once (``--clustered-customers``, 50: the simulator's
+  default): an order is born and finished within a few hundred events, so most
+  events of a batch touch rows created in that same batch;
+- ``spread``: many shoppers at once (``--spread-customers``, 20,000): an order's
+  events are far apart, so nearly every batch loads and updates rows written long
+  before (a real shop).
 
-Needs a running stack (``shopstream stack up --postgres``) and reads
-KAFKA_BOOTSTRAP_SERVERS / SCHEMA_REGISTRY_URL; PostgreSQL from ``--postgres-url`` or
-BENCH_POSTGRES_URL (skipped when neither is given). Everything it writes lives under
-a unique topic prefix, group ids and database, so it never touches real data, and
-all of it (topics, subjects, databases) is deleted when the run ends.
+For each workload and each run (``--runs``, the median and range are printed):
 
-    python bench/materialize.py [--orders 60000] [--members 2] [--rate 1000]
-                                [--latency-seconds 10] [--postgres-url URL]
+- a decode-only consumer (poll and decode, no database) with one process and with
+  ``--members`` processes: the baselines;
+- order-state into SQLite and into PostgreSQL (``--postgres-url`` or
+  BENCH_POSTGRES_URL; skipped without) with one member and with ``--members``
+  members (the steady rate while all of them consume);
+- the peer (PostgreSQL only): the same job as an idiomatic Quix Streams application
+  (:mod:`bench.quix_peer`), run with the interpreter in ``--peer-python`` (default
+  ``.venv-quix/bin/python``, made by ``make bench-peer``); skipped with a note when
+  it is not there.
+
+It prints events/s, the ratios (to the decode-only baseline, to one member, to the
+peer) and the CPU per event of each stage of one member: poll+decode, apply (the
+projection's own work, loads included), database write+commit (the projection's
+bulk writes, the event-id claim, the offsets compare-and-set, the commit), and the
+process's other threads (librdkafka's).
+
+Needs a running stack (KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL). Everything it
+writes lives under a unique topic prefix, group ids and databases, and all of it
+(topics, subjects, databases) is deleted when the run ends.
+
+    python bench/materialize.py [--orders 24000] [--runs 3] [--members 2]
+                                [--postgres-url URL] [--workloads clustered,spread]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import multiprocessing
 import os
-import random
+import resource
 import statistics
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import replace
-from decimal import Decimal
+from dataclasses import dataclass, field
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
 from pathlib import Path
-from typing import cast
+from urllib.parse import urlsplit
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from consumers.projections.base import Envelope
-from consumers.projections.order_state import OrderStateProjection
-from consumers.runtime.gc_tuning import tuned_garbage_collector
-from consumers.runtime.metrics import ConsumerMetrics
-from consumers.runtime.runner import GroupRunner, RuntimeOptions
-from schemas import ORDER_TOPIC, load_catalog
+from producers.base import EventProducer
+from schemas import ORDER_TOPIC
 from shopstream.config import Settings
 from shopstream.db.engine import create_postgres_database, drop_postgres_database, make_engine
 from shopstream.db.migrate import upgrade
-from shopstream.events import (
-    DomainEvent,
-    OrderCancelled,
-    OrderConfirmed,
-    OrderCreated,
-    OrderLine,
-    OrderPaid,
-    OrderShipped,
-    now_utc,
-)
-from shopstream.kafka.clients import make_consumer, make_producer
+from shopstream.events import ORDER_EVENTS
+from shopstream.kafka.clients import make_consumer
 from shopstream.kafka.offsets import end_offsets
 from shopstream.kafka.topics import create_topics, project_topics
 from shopstream.logs import configure_logging
 from shopstream.prefix import delete_prefixed_data
-from shopstream.serde import EventDeserializer, EventSerializer, make_registry_client
+from shopstream.serde import EventDeserializer, make_registry_client
+from shopstream.simulation.simulator import SimulationConfig, Simulator
 
-Headers = list[tuple[str, str | bytes | None]]
-
+ROOT = Path(__file__).resolve().parent.parent
 PARTITIONS = 6
 """Partitions of the event topics (``shopstream topics create``'s default)."""
-
 BATCH_SIZE = 5000
-"""Messages per batch for the throughput runs (the daemon's --batch-size)."""
+"""Messages per batch (the daemon's --batch-size)."""
+SEED = 7
+ORDER_TYPES = frozenset(cls.event_type for cls in ORDER_EVENTS)
+STAGES = ("poll+decode", "apply", "db write+commit", "other threads", "total")
+
+PEER_ROW = "Quix Streams peer -> PostgreSQL"
+
+Commits = list[tuple[float, int]]
+"""(wall-clock time of a batch's commit, events it applied), in commit order."""
 
 
-def life_cycles(orders: int, seed: int = 11) -> Iterator[DomainEvent]:
-    """Valid order life cycles, interleaved across orders."""
-    rng = random.Random(seed)
-    open_orders: list[list[DomainEvent]] = []
-    for index in range(orders):
-        order_id = f"bench-order-{index}"
-        lines = tuple(
-            OrderLine(
-                f"SKU-{rng.randint(1, 300):04d}",
-                rng.randint(1, 3),
-                Decimal(rng.randint(199, 19_999)) / 100,
-            )
-            for _ in range(rng.randint(1, 4))
-        )
-        total = sum((line.amount for line in lines), Decimal(0))
-        steps: list[DomainEvent] = [
-            OrderCreated(
-                order_id=order_id,
-                customer_id=f"cust-{rng.randint(1, 2000)}",
-                lines=lines,
-                total=total,
-                currency="EUR",
-            ),
-            OrderPaid(order_id=order_id, payment_id=f"pay-{index}", amount=total, currency="EUR"),
-        ]
-        if rng.random() < 0.1:
-            steps.append(OrderCancelled(order_id=order_id, reason="customer request"))
-        else:
-            steps += [
-                OrderConfirmed(order_id=order_id),
-                OrderShipped(order_id=order_id, carrier="DHL", tracking_number=f"T{index}"),
-            ]
-        open_orders.append(steps)
-        if len(open_orders) >= 50 or index == orders - 1:
-            while open_orders:
-                pick = rng.randrange(len(open_orders))
-                yield open_orders[pick].pop(0)
-                if not open_orders[pick]:
-                    open_orders.pop(pick)
+# -- the workload ------------------------------------------------------------------
 
 
-def produce_all(settings: Settings, prefix: str, events: list[DomainEvent]) -> None:
-    serializer = EventSerializer(
-        make_registry_client(settings.registry_config()),
-        catalog=load_catalog().with_topic_prefix(prefix),
-    )
-    producer: Producer = make_producer(settings)
-    for event in events:
-        encoded = serializer.encode(event)
-        while True:
-            try:
-                producer.produce(
-                    encoded.topic,
-                    key=encoded.key,
-                    value=encoded.value,
-                    headers=cast(Headers, encoded.headers),
-                )
-                break
-            except BufferError:
-                producer.poll(0.05)
-        producer.poll(0)
-    if producer.flush(60):
-        raise SystemExit("produce: not every event was delivered")
+def produce_workload(settings: Settings, customers: int, orders: int) -> int:
+    """The simulator's order events (``customers`` shoppers at once) sent with our
+    producer to the prefixed order topic; returns how many."""
+    config = SimulationConfig(customers=customers, orders=orders, seed=SEED)
+    sent = 0
+    with EventProducer(settings) as producer:
+        for event in Simulator(config).events():
+            if event.event_type in ORDER_TYPES:
+                producer.send(event)
+                sent += 1
+        producer.close().raise_if_failed()
+    return sent
 
 
-def baseline_decode(settings: Settings, topic: str, total: int) -> float:
-    """Events/s of a consumer that polls and decodes the same topic, without a database.
-
-    Timed from the first message to the last, like :func:`materialize`, so joining the
-    group is not counted.
-    """
-    consumer: Consumer = make_consumer(settings, f"bench-baseline-{uuid.uuid4().hex[:8]}")
-    deserializer = EventDeserializer(make_registry_client(settings.registry_config()))
-    consumer.subscribe([topic])
-    seen = 0
-    first: float | None = None
-    while seen < total:
-        for message in consumer.consume(num_messages=5000, timeout=0.2):
-            if message.error() is None:
-                first = first or time.perf_counter()
-                deserializer.decode(message.value())
-                seen += 1
-    elapsed = time.perf_counter() - (first or time.perf_counter())
-    consumer.close()
-    return total / elapsed
+# -- baselines: decode only ------------------------------------------------------------
 
 
-def baseline_decode_members(settings: Settings, topic: str, members: int) -> float:
-    """Events/s of ``members`` decode-only processes sharing the topic's partitions.
-
-    Each is assigned its share of the partitions outright (no group to join), all
-    start together; timed until the last one has decoded its share.
-    """
+def decode_only(settings: Settings, topic: str, members: int) -> tuple[float, float]:
+    """Events/s of ``members`` decode-only processes sharing the topic's partitions
+    (assigned outright, no group to join), started together, timed until the last
+    one has decoded its share; and their CPU µs per event."""
     context = multiprocessing.get_context("spawn")
-    results: Queue[tuple[int, float]] = context.Queue()
+    results: Queue[tuple[int, float, float]] = context.Queue()
     go = context.Event()
     shares = [list(range(member, PARTITIONS, members)) for member in range(members)]
     processes = [
@@ -189,14 +136,20 @@ def baseline_decode_members(settings: Settings, topic: str, members: int) -> flo
     finished = [results.get(timeout=600) for _ in processes]
     for process in processes:
         process.join(60)
-    total = sum(count for count, _ in finished)
-    return total / (max(at for _, at in finished) - started)
+    events = sum(count for count, _, _ in finished)
+    cpu = sum(seconds for _, _, seconds in finished)
+    return events / (max(at for _, at, _ in finished) - started), cpu / events * 1e6
 
 
 def _decode_member(
-    prefix: str, topic: str, partitions: list[int], results: Queue[tuple[int, float]], go: Event
+    prefix: str,
+    topic: str,
+    partitions: list[int],
+    results: Queue[tuple[int, float, float]],
+    go: Event,
 ) -> None:
-    """Decode ``partitions`` of ``topic`` to their end; report (events, finish time)."""
+    """Decode ``partitions`` of ``topic`` to their end; report (events, finish time,
+    CPU seconds of the process meanwhile)."""
     settings = Settings.load(shopstream_topic_prefix=prefix)
     ends = end_offsets(settings, [(topic, p) for p in partitions])
     consumer: Consumer = make_consumer(settings, f"bench-baseline-{uuid.uuid4().hex[:8]}")
@@ -205,247 +158,342 @@ def _decode_member(
     remaining = sum(ends.values())
     count = 0
     go.wait(120)
+    cpu = _process_cpu()
     while count < remaining:
         for message in consumer.consume(num_messages=BATCH_SIZE, timeout=0.2):
             if message.error() is None:
                 deserializer.decode(message.value())
                 count += 1
-    finished = time.time()
+    finished, cpu = time.time(), _process_cpu() - cpu
     consumer.close()
-    results.put((count, finished))
+    results.put((count, finished, cpu))
 
 
-Commits = list[tuple[float, int]]
-"""(wall-clock time of a batch's commit, events it applied), in commit order."""
+def _process_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
-def materialize(settings: Settings, database_url: str) -> tuple[float, int]:
-    """Events/s applied by order-state from the beginning of the topic until caught up.
+# -- the shipped daemon ------------------------------------------------------------------
 
-    Timed from the first batch's commit to the last (joining the group, and the first
-    batch, are not counted): the group's steady rate.
-    """
-    migrate(database_url)
-    commits, applied = run_until_caught_up(settings, database_url)
-    if len(commits) < 2:
+
+@dataclass
+class DaemonRun:
+    """One member's report (see :mod:`bench.daemon_probe`)."""
+
+    commits: Commits
+    cpu: dict[str, float]
+
+    @property
+    def applied(self) -> int:
+        return sum(n for _, n in self.commits)
+
+    def stage_us(self) -> dict[str, float]:
+        """CPU µs per applied event of each stage (see the module's docstring)."""
+        cpu = defaultdict(float, self.cpu)
+        events = max(1, self.applied)
+        write_commit = cpu["write"] + cpu["transaction"] - cpu["apply"]
+        apply = cpu["apply"] - cpu["write"]
+        poll_decode = cpu["run"] - cpu["transaction_on_run"]
+        other = cpu["process"] - cpu["run"] - (cpu["transaction"] - cpu["transaction_on_run"])
+        values = (poll_decode, apply, write_commit, other, cpu["process"])
+        return {stage: value / events * 1e6 for stage, value in zip(STAGES, values, strict=True)}
+
+
+def run_daemons(prefix: str, database_url: str, members: int, tmp: Path) -> list[DaemonRun]:
+    """``members`` processes of ``shopstream consume order-state --until-caught-up``."""
+    go = tmp / f"go-{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "BENCH_PROBE_GO": str(go),
+        "SHOPSTREAM_TOPIC_PREFIX": prefix,
+        "DATABASE_URL": database_url,
+        "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+    }
+    command = ["consume", "order-state", "--until-caught-up", "--batch-size", str(BATCH_SIZE)]
+    command += ["--http-port", "-1"]
+    outs = [tmp / f"member-{uuid.uuid4().hex[:8]}.json" for _ in range(members)]
+    processes = []
+    for out in outs:
+        with out.with_suffix(".log").open("w") as log:  # the child keeps its own copy
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "bench.daemon_probe", str(out), *command],
+                    cwd=ROOT,
+                    env=env,
+                    stderr=log,
+                )
+            )
+    try:
+        deadline = time.monotonic() + 120
+        while not all(out.with_suffix(".ready").exists() for out in outs):
+            if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
+                raise SystemExit("a consume process did not start")
+            time.sleep(0.05)
+        go.touch()
+        runs = []
+        for process, out in zip(processes, outs, strict=True):
+            process.wait(timeout=900)
+            if process.returncode != 0 or not out.exists():
+                tail = out.with_suffix(".log").read_text().strip()[-2000:]
+                raise SystemExit(f"consume exited {process.returncode}: {tail}")
+            report = json.loads(out.read_text())
+            runs.append(DaemonRun([(at, n) for at, n in report["commits"]], report["cpu"]))
+        return runs
+    finally:
+        for process in processes:  # none is left behind when the run stops early
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def rate_one(run: DaemonRun) -> float:
+    """Events/s from the first batch's commit to the last (joining not counted)."""
+    commits = run.commits
+    if len(commits) < 3:
         raise SystemExit("too few batches to time; produce more events (--orders)")
-    counted = sum(n for _, n in commits[1:])
-    return counted / (commits[-1][0] - commits[0][0]), applied
+    return sum(n for _, n in commits[1:]) / (commits[-1][0] - commits[0][0])
 
 
-def migrate(database_url: str) -> None:
-    """Bring the database's schema to the head revision."""
-    engine = make_engine(database_url)
-    upgrade(engine)
-    engine.dispose()
-
-
-def run_until_caught_up(
-    settings: Settings, database_url: str, go: Event | None = None
-) -> tuple[Commits, int]:
-    """One member of order-state, run as the consumer daemon runs it (once ``go`` is
-    set, if given) until caught up; its commits and the events it applied."""
-    engine = make_engine(database_url)
-    runner = GroupRunner(
-        settings,
-        OrderStateProjection(),
-        engine,
-        ConsumerMetrics(),
-        RuntimeOptions(until_caught_up=True, batch_size=BATCH_SIZE),
-        threading.Event(),
-    )
-    commits: Commits = []
-    runner.add_commit_listener(lambda applied, at: commits.append((at, len(applied))))
-    runner.start()
-    if go is not None:
-        go.wait(120)
-    with tuned_garbage_collector():  # as the consumer daemon runs its groups
-        runner.run()
-    runner.close()
-    engine.dispose()
-    return commits, runner.events_applied
-
-
-def materialize_members(settings: Settings, database_url: str, members: int) -> float:
-    """Events/s applied by the order-state group with ``members`` processes in it.
-
-    The steady rate while all of them consume: from the moment the last member
-    committed its first batch to the moment the first one committed its last.
-    """
-    migrate(database_url)
-    context = multiprocessing.get_context("spawn")  # never fork librdkafka's threads
-    results: Queue[Commits] = context.Queue()
-    go = context.Event()
-    processes = [
-        context.Process(
-            target=_member,
-            args=(settings.shopstream_topic_prefix, database_url, results, go),
-            daemon=True,
-        )
-        for _ in range(members)
-    ]
-    for process in processes:
-        process.start()
-    go.set()
-    per_member = [results.get(timeout=600) for _ in processes]
-    for process in processes:
-        process.join(60)
-    return steady_rate(per_member)
-
-
-def _member(prefix: str, database_url: str, results: Queue[Commits], go: Event) -> None:
-    """One member process of the group (see :func:`materialize_members`)."""
-    configure_logging("WARNING")
-    settings = Settings.load(shopstream_topic_prefix=prefix)
-    commits, _ = run_until_caught_up(settings, database_url, go)
-    results.put(commits)
-
-
-def steady_rate(per_member: Sequence[Commits]) -> float:
-    """Events/s committed while every member was consuming (see :func:`materialize_members`)."""
+def steady_rate(per_member: Sequence[Commits]) -> float | None:
+    """Events/s committed while every member was consuming: from the moment the last
+    member committed its first batch to the moment the first one committed its last.
+    None when they overlapped for under a second (one joined too late: not counted)."""
     if any(len(commits) < 2 for commits in per_member):
-        raise SystemExit("a member applied fewer than two batches; produce more (--orders)")
+        return None
     began = max(commits[0][0] for commits in per_member)
     ended = min(commits[-1][0] for commits in per_member)
     if ended - began < 1.0:
-        raise SystemExit("the members overlapped for under a second; produce more (--orders)")
+        return None
     counted = sum(n for commits in per_member for at, n in commits if began < at <= ended)
     return counted / (ended - began)
 
 
-def latency(settings: Settings, database_url: str, rate: int, seconds: float) -> list[float]:
-    """Produce → committed-row latencies (ms) with order-state running, at ``rate`` ev/s."""
+def migrate(database_url: str) -> None:
     engine = make_engine(database_url)
     upgrade(engine)
-    stop = threading.Event()
-    runner = GroupRunner(
-        settings,
-        OrderStateProjection(),
-        engine,
-        ConsumerMetrics(),
-        RuntimeOptions(batch_size=1000, batch_wait_s=0.05),
-        stop,
-    )
-    latencies: list[float] = []
-
-    def on_commit(applied: list[Envelope], committed_at: float) -> None:
-        latencies.extend(
-            (committed_at - env.event.occurred_at.timestamp()) * 1000 for env in applied
-        )
-
-    runner.add_commit_listener(on_commit)
-    runner.start()
-    with tuned_garbage_collector():  # as the consumer daemon runs its groups
-        worker = threading.Thread(target=runner.run, daemon=True)
-        worker.start()
-        time.sleep(2.0)  # let the group join before the clock starts
-        serializer = EventSerializer(
-            make_registry_client(settings.registry_config()),
-            catalog=load_catalog().with_topic_prefix(settings.shopstream_topic_prefix),
-        )
-        producer: Producer = make_producer(settings, **{"linger.ms": 1})
-        events = list(life_cycles(int(rate * seconds / 4) + 1, seed=99))[: int(rate * seconds)]
-        started = time.perf_counter()
-        for index, event in enumerate(events):
-            due = started + index / rate
-            while (now := time.perf_counter()) < due:
-                producer.poll(min(0.001, due - now))
-            stamped = replace(event, occurred_at=now_utc())
-            encoded = serializer.encode(stamped)
-            producer.produce(
-                encoded.topic,
-                key=encoded.key,
-                value=encoded.value,
-                headers=cast(Headers, encoded.headers),
-            )
-            producer.poll(0)
-        producer.flush(30)
-        deadline = time.monotonic() + 30
-        while len(latencies) < len(events) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        stop.set()
-        worker.join(30)
-    runner.close()
     engine.dispose()
-    return latencies
 
 
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+# -- the peer ------------------------------------------------------------------------------
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="order-state materialization benchmark")
-    parser.add_argument("--orders", type=int, default=60_000)
-    parser.add_argument("--members", type=int, default=2, help="processes in the group")
-    parser.add_argument("--rate", type=int, default=1000)
-    parser.add_argument("--latency-seconds", type=float, default=10.0)
-    parser.add_argument("--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL"))
-    args = parser.parse_args()
-    configure_logging("WARNING")
-    with ExitStack() as cleanup:
-        run(args, cleanup)
+def run_peer(
+    python: Path, settings: Settings, topic: str, events: int, postgres: str, tmp: Path
+) -> tuple[float, float]:
+    """(events/s, CPU µs/event) of the Quix Streams job over ``topic`` into ``postgres``."""
+    url = urlsplit(postgres.replace("+psycopg", ""))
+    path = tmp / f"peer-{uuid.uuid4().hex[:8]}.json"
+    config = {
+        "bootstrap": settings.kafka_bootstrap_servers,
+        "registry": settings.schema_registry_url,
+        "topic": topic,
+        "group": f"bench-quix-{uuid.uuid4().hex[:8]}",
+        "host": url.hostname,
+        "port": url.port or 5432,
+        "dbname": url.path.lstrip("/"),
+        "user": url.username,
+        "password": url.password or "",
+        "events": events,
+    }
+    path.write_text(json.dumps(config))
+    done = subprocess.run(
+        [str(python), str(ROOT / "bench" / "quix_peer.py"), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    result = json.loads(path.read_text())
+    if done.returncode != 0 or not result.get("done"):
+        raise SystemExit(f"the Quix peer failed: {done.stderr.strip()[-2000:]}")
+    return events / result["seconds"], result["cpu"] / events * 1e6
 
 
-def run(args: argparse.Namespace, cleanup: ExitStack) -> None:
-    """The whole benchmark; everything it creates is registered on ``cleanup``."""
+# -- one workload, N runs ------------------------------------------------------------------
 
-    def fresh_settings(prefix: str) -> Settings:
-        settings = Settings.load(shopstream_topic_prefix=prefix)
-        cleanup.callback(delete_prefixed_data, settings)
-        create_topics(settings, project_topics(prefix=prefix))
-        return settings
 
-    def fresh_database() -> str:
-        name = f"bench_{uuid.uuid4().hex[:12]}"
-        cleanup.callback(drop_postgres_database, args.postgres_url, name)
-        return create_postgres_database(args.postgres_url, name)
+@dataclass
+class Figures:
+    """Every measurement of one workload, a list per row (one value per run)."""
 
+    rates: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    stages: dict[str, list[dict[str, float]]] = field(default_factory=lambda: defaultdict(list))
+    events: int = 0
+
+
+def measure(args: argparse.Namespace, customers: int, cleanup: ExitStack, tmp: Path) -> Figures:
     prefix = f"bench-{uuid.uuid4().hex[:8]}-"
-    settings = fresh_settings(prefix)
-    events = list(life_cycles(args.orders))
-    print(f"producing {len(events)} order events to {prefix}{ORDER_TOPIC} ...", flush=True)
-    produce_all(settings, prefix, events)
+    settings = Settings.load(shopstream_topic_prefix=prefix)
+    cleanup.callback(delete_prefixed_data, settings)
+    create_topics(settings, project_topics(prefix=prefix))
     topic = settings.topic(ORDER_TOPIC)
-    total = sum(end_offsets(settings, [(topic, p) for p in range(PARTITIONS)]).values())
-
-    one = baseline_decode(settings, topic, total)
-    rows: list[tuple[str, float, float]] = [("decode only (baseline)", one, one)]
-    several = one
-    if args.members > 1:
-        several = baseline_decode_members(settings, topic, args.members)
-        rows.append((f"decode only, {args.members} processes (baseline)", several, several))
-    tmp = Path(cleanup.enter_context(tempfile.TemporaryDirectory()))
+    figures = Figures()
+    figures.events = produce_workload(settings, customers, args.orders)
+    print(f"  {figures.events:,} order events ({customers:,} customers at once)", flush=True)
 
     def fresh_sqlite() -> str:
         return f"sqlite:///{tmp / f'bench-{uuid.uuid4().hex[:8]}.db'}"
 
+    def fresh_postgres() -> str:
+        name = f"bench_{uuid.uuid4().hex[:12]}"
+        cleanup.callback(drop_postgres_database, args.postgres_url, name)
+        return create_postgres_database(args.postgres_url, name)
+
     databases: list[tuple[str, Callable[[], str]]] = [("SQLite", fresh_sqlite)]
     if args.postgres_url:
-        databases.append(("PostgreSQL", fresh_database))
-    for name, new_database in databases:
-        rate, _ = materialize(settings, new_database())
-        rows.append((f"order-state -> {name}, 1 member", rate, one))
-        if args.members > 1:
-            rate = materialize_members(settings, new_database(), args.members)
-            rows.append((f"order-state -> {name}, {args.members} members", rate, several))
-    print(f"\n{'consumer':44s} {'events/s':>10s} {'ratio to its baseline':>22s}")
-    for name, value, baseline in rows:
-        print(f"{name:44s} {value:10.0f} {value / baseline:22.2f}")
-    if not args.postgres_url:
-        print("(PostgreSQL skipped: pass --postgres-url or BENCH_POSTGRES_URL)")
+        databases.append(("PostgreSQL", fresh_postgres))
+    members = args.members
+    for run in range(args.runs):
+        print(f"  run {run + 1}/{args.runs}", flush=True)
+        rate, cpu = decode_only(settings, topic, 1)
+        figures.rates["decode only, 1 process"].append(rate)
+        figures.stages["decode only"].append({"total": cpu})
+        if members > 1:
+            figures.rates[f"decode only, {members} processes"].append(
+                decode_only(settings, topic, members)[0]
+            )
+        for name, new_database in databases:
+            url = new_database()
+            migrate(url)
+            (one,) = run_daemons(prefix, url, 1, tmp)
+            figures.rates[f"{name}, 1 member"].append(rate_one(one))
+            figures.stages[name].append(one.stage_us())
+            if members > 1:
+                url = new_database()
+                migrate(url)
+                several = run_daemons(prefix, url, members, tmp)
+                steady = steady_rate([member.commits for member in several])
+                if steady is None:
+                    print(f"    ({name}, {members} members: overlapped under 1 s, not counted)")
+                row = f"{name}, {members} members"
+                figures.rates[row].append(math.nan if steady is None else steady)
+        if args.postgres_url and args.peer_python.exists():
+            rate, cpu = run_peer(
+                args.peer_python, settings, topic, figures.events, fresh_postgres(), tmp
+            )
+            figures.rates[PEER_ROW].append(rate)
+            figures.stages["Quix Streams peer"].append({"total": cpu})
+    return figures
 
-    lat_settings = fresh_settings(f"bench-lat-{uuid.uuid4().hex[:8]}-")
-    lat_url = fresh_database() if args.postgres_url else f"sqlite:///{tmp / 'latency.db'}"
-    where = "PostgreSQL" if args.postgres_url else "SQLite"
-    values = latency(lat_settings, lat_url, args.rate, args.latency_seconds)
-    if values:
-        print(
-            f"\nlatency produce -> committed row at {args.rate} ev/s into {where}: "
-            f"p50 {statistics.median(values):.0f} ms, p99 {percentile(values, 0.99):.0f} ms "
-            f"({len(values)} events)"
+
+# -- the report ------------------------------------------------------------------------------
+
+
+def median_range(values: Sequence[float]) -> str:
+    values = [value for value in values if not math.isnan(value)]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:,.0f}"
+    return f"{statistics.median(values):,.0f} ({min(values):,.0f}-{max(values):,.0f})"
+
+
+def ratio(values: Sequence[float], baseline: Sequence[float]) -> str:
+    """Median of the per-run ratios (each run's figures come from the same minutes)."""
+    pairs = [(v, b) for v, b in zip(values, baseline, strict=False) if not math.isnan(v + b)]
+    if not pairs:
+        return "-"
+    return f"{statistics.median(v / b for v, b in pairs):.2f}"
+
+
+def report(args: argparse.Namespace, workloads: dict[str, Figures]) -> None:
+    members = args.members
+    names = list(workloads)
+    print(f"\nevents/s, median of {args.runs} run(s) (range); ratios: median of per-run ratios")
+    print(f"{'':34s}" + "".join(f"{name:>34s}" for name in names))
+    rows = sorted({row for figures in workloads.values() for row in figures.rates}, key=_row_order)
+    for row in rows:
+        cells = [median_range(workloads[name].rates.get(row, [])) for name in names]
+        print(f"{row:34s}" + "".join(f"{cell:>34s}" for cell in cells))
+    print("\nratios")
+    checks: list[tuple[str, str, str]] = [
+        (f"{db}, 1 member / decode only", f"{db}, 1 member", "decode only, 1 process")
+        for db in ("SQLite", "PostgreSQL")
+    ]
+    if members > 1:
+        checks += [
+            (
+                f"{db}, {members} members / 1 member",
+                f"{db}, {members} members",
+                f"{db}, 1 member",
+            )
+            for db in ("SQLite", "PostgreSQL")
+        ]
+    checks.append(
+        (
+            "PostgreSQL, 1 member / Quix peer",
+            "PostgreSQL, 1 member",
+            "Quix Streams peer -> PostgreSQL",
         )
+    )
+    for label, top, bottom in checks:
+        cells = [
+            ratio(workloads[n].rates.get(top, []), workloads[n].rates.get(bottom, []))
+            for n in names
+        ]
+        print(f"{label:34s}" + "".join(f"{cell:>34s}" for cell in cells))
+    print("\nCPU µs per event of one member (median of runs)")
+    print(f"{'':34s}" + "".join(f"{s:>17s}" for s in STAGES))
+    for name in names:
+        for where, per_run in workloads[name].stages.items():
+            cells = [
+                f"{statistics.median(run[stage] for run in per_run):.1f}"
+                if stage in per_run[0]
+                else "-"
+                for stage in STAGES
+            ]
+            text = "".join(f"{cell:>17s}" for cell in cells)
+            print(f"{name + ', ' + where:34s}{text}")
+    print("\nCPU per event: decode only / one member (the ratio without the machine's load)")
+    for where in ("SQLite", "PostgreSQL", "Quix Streams peer"):
+        cells = [cpu_ratio(workloads[n].stages, where) for n in names]
+        print(f"{where:34s}" + "".join(f"{cell:>34s}" for cell in cells))
+    if not args.postgres_url:
+        print("(PostgreSQL and the peer skipped: pass --postgres-url or BENCH_POSTGRES_URL)")
+    elif not args.peer_python.exists():
+        print(f"(Quix Streams peer skipped: {args.peer_python} not found; 'make bench-peer')")
+    print(
+        "(2 shared cores: absolute figures move with the machine's load; trust the "
+        "ratios within one run)"
+    )
+
+
+def cpu_ratio(stages: dict[str, list[dict[str, float]]], where: str) -> str:
+    """Median over runs of decode-only CPU per event / ``where``'s CPU per event."""
+    pairs = zip(stages.get("decode only", []), stages.get(where, []), strict=False)
+    ratios = [decode["total"] / member["total"] for decode, member in pairs]
+    return f"{statistics.median(ratios):.2f}" if ratios else "-"
+
+
+def _row_order(row: str) -> tuple[int, str]:
+    order = ("decode only", "SQLite", "PostgreSQL", "Quix")
+    return next((i for i, p in enumerate(order) if row.startswith(p)), len(order)), row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="order-state daemon benchmark")
+    parser.add_argument("--orders", type=int, default=24_000, help="orders per workload")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--members", type=int, default=2, help="processes in the group")
+    parser.add_argument("--clustered-customers", type=int, default=50)
+    parser.add_argument("--spread-customers", type=int, default=20_000)
+    parser.add_argument("--workloads", default="clustered,spread")
+    parser.add_argument("--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL"))
+    parser.add_argument("--peer-python", type=Path, default=ROOT / ".venv-quix" / "bin" / "python")
+    args = parser.parse_args()
+    configure_logging("WARNING")
+    customers = {"clustered": args.clustered_customers, "spread": args.spread_customers}
+    chosen = [name.strip() for name in args.workloads.split(",")]
+    if unknown := set(chosen) - customers.keys():
+        raise SystemExit(f"unknown workload(s): {', '.join(sorted(unknown))}")
+    workloads: dict[str, Figures] = {}
+    with ExitStack() as cleanup:
+        tmp = Path(cleanup.enter_context(tempfile.TemporaryDirectory()))
+        for name in chosen:
+            print(f"{name}:", flush=True)
+            workloads[name] = measure(args, customers[name], cleanup, tmp)
+    report(args, workloads)
 
 
 if __name__ == "__main__":

@@ -11,15 +11,23 @@ every event is acknowledged (flush):
                 own cost: routing, counting, delivery reports, BufferError handling);
 - ours, events: ``EventProducer.send`` of the typed events (Avro encoding included).
 
-Needs the stack (KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL). Prints events/s of
-each (best of --repeat) and the ratios to raw.
+Then ``shopstream simulate`` itself (the CLI, as a subprocess: simulation, encoding,
+producing, progress bar) on fresh topics: the events/s its summary prints, and the
+simulator alone (the same events, generated without encoding or Kafka).
 
-    python bench/produce.py [--events 200000] [--repeat 3]
+Needs the stack (KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL). Prints events/s of
+each (best of --repeat) and the ratios to raw. 2 shared cores: absolute figures move
+with the machine's load; trust the ratios within one run.
+
+    python bench/produce.py [--events 200000] [--repeat 3] [--simulate-orders 20000]
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -42,7 +50,12 @@ from shopstream.simulation.simulator import SimulationConfig, Simulator
 PARTITIONS = 6
 WARM_UP = 2_000
 TARGET_RATIO = 0.6
-TARGET_RATE = 30_000
+"""Pre-encoded bytes through our producer, against raw."""
+TARGET_TYPED_RATIO = 0.5
+"""Typed events (Avro encoding included), against raw."""
+TARGET_SIMULATE = 30_000
+"""``shopstream simulate`` events/s."""
+SIMULATE = (sys.executable, "-m", "shopstream", "simulate")
 Headers = list[tuple[str, str | bytes | None]]
 
 
@@ -124,6 +137,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--simulate-orders", type=int, default=20_000)
     args = parser.parse_args()
 
     settings = Settings.load()
@@ -151,6 +165,41 @@ def main() -> None:
     finally:
         delete_prefixed_data(Settings.load(shopstream_topic_prefix=prefix))
     report(len(events), timings)
+    simulate = max(simulate_cli(settings, args.simulate_orders) for _ in range(args.repeat))
+    alone = max(simulator_alone(args.simulate_orders) for _ in range(args.repeat))
+    print(
+        f"shopstream simulate --orders {args.simulate_orders:,}: {simulate:,.0f} events/s "
+        f"(target >= {TARGET_SIMULATE:,}); the simulator alone: {alone:,.0f} events/s"
+    )
+
+
+def simulate_cli(settings: Settings, orders: int) -> float:
+    """Events/s that ``shopstream simulate`` reports, on fresh topics."""
+    prefix = f"bench-{uuid.uuid4().hex[:8]}-"
+    create_topics(settings, prefix)
+    try:
+        done = subprocess.run(
+            [*SIMULATE, "--orders", str(orders), "--seed", "7", "--topic-prefix", prefix],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=600,
+        )
+    finally:
+        delete_prefixed_data(Settings.load(shopstream_topic_prefix=prefix))
+    found = re.search(r"throughput: ([\d,]+) events/s", done.stdout)
+    if found is None:
+        raise SystemExit(f"no throughput in simulate's output: {done.stdout[-500:]}")
+    return float(found.group(1).replace(",", ""))
+
+
+def simulator_alone(orders: int) -> float:
+    """Events/s of the simulator generating ``simulate``'s events, nothing else."""
+    started = time.perf_counter()
+    count = sum(
+        1 for _ in Simulator(SimulationConfig(customers=50, orders=orders, seed=7)).events()
+    )
+    return count / (time.perf_counter() - started)
 
 
 def report(count: int, timings: dict[str, float]) -> None:
@@ -162,10 +211,9 @@ def report(count: int, timings: dict[str, float]) -> None:
     bytes_ratio = rates["ours, bytes"] / raw
     events_ratio = rates["ours, events"] / raw
     print(f"ratio ours (pre-encoded bytes) / raw: {bytes_ratio:.2f}  (target >= {TARGET_RATIO})")
-    print(f"ratio ours (typed events, Avro encoding included) / raw: {events_ratio:.2f}")
     print(
-        f"ours, events: {rates['ours, events']:,.0f} events/s  (target >= {TARGET_RATE:,}): "
-        f"{'ok' if rates['ours, events'] >= TARGET_RATE else 'BELOW TARGET'}"
+        f"ratio ours (typed events, Avro encoding included) / raw: {events_ratio:.2f}  "
+        f"(target >= {TARGET_TYPED_RATIO})"
     )
 
 

@@ -5,14 +5,21 @@ rest to :meth:`Projection.apply` inside the database transaction that also store
 group's next offsets. The projection applies the events in order and returns the ones
 it refuses (with a reason) instead of raising; those are dead-lettered and change no
 state.
+
+A projection may keep what it knows of committed rows between batches
+(:class:`CommittedRows`), so a batch does not reload what this member wrote: the
+runtime calls :meth:`Projection.committed` once the batch's transaction committed and
+:meth:`Projection.discard` whenever what is in the database may differ from what the
+projection remembers (a failed or conflicting batch, partitions revoked or lost).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from itertools import islice
+from typing import Generic, NamedTuple, TypeVar
 
 from sqlalchemy import Connection, Table
 
@@ -54,4 +61,51 @@ class Projection(ABC):
 
         The runtime may call it several times per batch, on consecutive pieces, each in
         a savepoint that is rolled back when the database refuses it: keep no state
-        between calls (load what is needed from the database each time)."""
+        between calls (load what is needed from the database each time), except rows
+        as committed (:class:`CommittedRows`: taken out by a call, and remembered again
+        only if that call was the last of a batch that then committed)."""
+
+    def committed(self) -> None:  # noqa: B027 (by default nothing is remembered)
+        """The transaction of the last :meth:`apply` committed."""
+
+    def discard(self) -> None:  # noqa: B027 (by default nothing is remembered)
+        """Forget whatever is remembered of the database's rows (they may have changed)."""
+
+
+_Row = TypeVar("_Row")
+
+
+class CommittedRows(Generic[_Row]):
+    """Rows as committed in the database, by key, kept between batches (the way Kafka
+    Streams keeps a state store beside its changelog), at most ``capacity`` of them
+    (the least recently used go first).
+
+    A row is taken OUT while a batch works on it (:meth:`take`) and put back only once
+    that batch committed (:meth:`keep`), so whatever is here is what the database
+    holds, as long as nobody else writes those rows: :meth:`clear` when that may have
+    happened (another member had the partition, a transaction failed).
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._rows: dict[str, _Row] = {}
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def take(self, keys: Iterable[str]) -> dict[str, _Row]:
+        """Remove and return the rows known for ``keys``."""
+        rows = self._rows
+        return {key: row for key in keys if (row := rows.pop(key, None)) is not None}
+
+    def keep(self, rows: Iterable[tuple[str, _Row]]) -> None:
+        """Remember committed ``rows`` (as the most recently used)."""
+        kept = self._rows
+        kept.update(rows)
+        excess = len(kept) - self.capacity
+        if excess > 0:
+            for key in list(islice(kept, excess)):
+                del kept[key]
+
+    def clear(self) -> None:
+        self._rows.clear()

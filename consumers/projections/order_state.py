@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, select, update
+from sqlalchemy import Connection, Table, select
 
-from consumers.projections.base import Envelope, Projection, Rejection
-from shopstream.db.bulk import execute_rows, insert_rows, key_in
+from consumers.projections.base import CommittedRows, Envelope, Projection, Rejection
+from shopstream.db.bulk import insert_rows, key_in, update_rows
 from shopstream.db.models import Order, OrderLineRow, OrderStatusHistory
 from shopstream.domain.order import OrderStatus, TransitionRefused, check_payment, next_status
 from shopstream.events import (
@@ -47,13 +47,42 @@ order_lines: Table = OrderLineRow.__table__  # type: ignore[assignment]
 order_status_history: Table = OrderStatusHistory.__table__  # type: ignore[assignment]
 
 
+CACHED_ORDERS = 50_000
+"""Open orders remembered between batches (about 1.5 KB each)."""
+FINAL = frozenset({OrderStatus.SHIPPED, OrderStatus.CANCELLED})
+"""Statuses no valid event leaves: such orders are not remembered."""
+
+
 class OrderStateProjection(Projection):
+    """Orders this member committed are remembered (:class:`CommittedRows`): a batch
+    loads from the database only the orders it does not know, in one query."""
+
     group_id = ORDER_STATE.name
     topic = ORDER_STATE.topic
     tables = (order_status_history, order_lines, orders)
 
+    def __init__(self, cached_orders: int = CACHED_ORDERS) -> None:
+        self._known: CommittedRows[OrderRow] = CommittedRows(cached_orders)
+        self._unconfirmed: dict[str, OrderRow] = {}
+        """The last batch's rows, until its transaction is known to have committed."""
+
+    def committed(self) -> None:
+        rows, self._unconfirmed = self._unconfirmed, {}
+        for row in rows.values():
+            row.is_new = row.dirty = False
+            row.lines = []
+        self._known.keep((key, row) for key, row in rows.items() if row.status not in FINAL)
+
+    def discard(self) -> None:
+        self._unconfirmed = {}
+        self._known.clear()
+
     def apply(self, connection: Connection, batch: Sequence[Envelope]) -> list[Rejection]:
-        rows = self._load(connection, {env.event.key for env in batch})
+        self._unconfirmed = {}  # never confirmed: those rows are not remembered
+        keys = {env.event.key for env in batch}
+        rows = self._known.take(keys)
+        if len(rows) < len(keys):
+            rows.update(self._load(connection, keys - rows.keys()))
         history: list[dict[str, Any]] = []
         rejections: list[Rejection] = []
         for env in batch:
@@ -62,6 +91,7 @@ class OrderStateProjection(Projection):
             except TransitionRefused as refused:
                 rejections.append(Rejection(env, refused.reason, refused.detail))
         self._write(connection, rows, history)
+        self._unconfirmed = rows
         return rejections
 
     def _load(self, connection: Connection, order_ids: set[str]) -> dict[str, OrderRow]:
@@ -112,11 +142,7 @@ class OrderStateProjection(Projection):
         if new:
             insert_rows(connection, orders, [row.values for row in new])
             insert_rows(connection, order_lines, [line for row in new for line in row.lines])
-        execute_rows(
-            connection,
-            _UPDATE_ORDER,
-            [{"b_order_id": row.values["order_id"], **row.values} for row in changed],
-        )
+        update_rows(connection, orders, "order_id", _MUTABLE, [row.values for row in changed])
         insert_rows(connection, order_status_history, history)
 
 
@@ -133,12 +159,6 @@ _MUTABLE = (
     "cancelled_at",
     "updated_at",
     "events_applied",
-)
-
-_UPDATE_ORDER = (
-    update(orders)
-    .where(orders.c.order_id == bindparam("b_order_id"))
-    .values({name: bindparam(name) for name in _MUTABLE})
 )
 
 

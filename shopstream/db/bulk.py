@@ -22,8 +22,20 @@ from typing import Any, cast
 
 import psycopg
 from psycopg import sql
-from sqlalchemy import Connection, Dialect, String, Table, any_, bindparam, func, insert, select
+from sqlalchemy import (
+    Connection,
+    Dialect,
+    String,
+    Table,
+    any_,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.elements import ColumnElement
@@ -119,6 +131,56 @@ def execute_rows(
         return 0
     compiled = compile_dml(statement, connection.dialect)
     return _executemany(connection, compiled, rows)
+
+
+def update_rows(
+    connection: Connection,
+    table: Table,
+    key: str,
+    columns: tuple[str, ...],
+    rows: Sequence[Mapping[str, Any]],
+) -> None:
+    """Set ``columns`` of the rows whose ``key`` column matches each of ``rows`` (dicts
+    holding the key and the columns), in the caller's transaction.
+
+    PostgreSQL: ONE statement, ``UPDATE table ... FROM unnest(:key, :column, ...)``,
+    a typed array per column (as many server round trips and plans as one update, not
+    one per row). SQLite: one ``executemany`` of ``UPDATE ... WHERE key = ?`` (SQLite
+    works in this process: a statement per row costs no round trip).
+    """
+    if not rows:
+        return
+    if connection.dialect.name == "postgresql":
+        names = (key, *columns)
+        staged = (
+            func.unnest(
+                *(
+                    bindparam(f"u_{name}", [row[name] for row in rows], ARRAY(table.c[name].type))
+                    for name in names
+                )
+            )
+            .table_valued(*names)
+            .render_derived(name="staged")
+        )
+        statement = (
+            update(table)
+            .where(table.c[key] == staged.c[key])
+            .values({name: staged.c[name] for name in columns})
+        )
+        connection.execute(statement)
+        return
+    keyed = f"b_{key}"
+    compiled = compile_dml(_update_by_key(table, key, keyed, columns), connection.dialect)
+    _executemany(connection, compiled, [{keyed: row[key], **row} for row in rows])
+
+
+@lru_cache(maxsize=64)
+def _update_by_key(table: Table, key: str, keyed: str, columns: tuple[str, ...]) -> UpdateBase:
+    return (
+        update(table)
+        .where(table.c[key] == bindparam(keyed))
+        .values({name: bindparam(name) for name in columns})
+    )
 
 
 def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:

@@ -1,8 +1,9 @@
-"""THE one-line description of a Kafka (librdkafka) error, for messages and logs, and
-why a connection failed: librdkafka reports a refused SASL login, an untrusted
-certificate or a TLS listener spoken to in plaintext only through its error callback
-(the failed request just says "transport failure"); :class:`ConnectionErrors` collects
-those errors and :func:`diagnose` names the setting to fix (never with a secret)."""
+"""THE one-line description of a Kafka (librdkafka) error, for messages and logs;
+which errors are worth retrying; and why a connection failed: librdkafka reports a
+refused SASL login, an untrusted certificate or a TLS listener spoken to in plaintext
+only through its error callback (the failed request just says "transport failure");
+:class:`ConnectionErrors` collects those errors and :func:`diagnose` names the setting
+to fix (never with a secret)."""
 
 from __future__ import annotations
 
@@ -71,3 +72,27 @@ def diagnose(conf: Mapping[str, object], errors: list[KafkaError]) -> str | None
             "(a TLS listener?); check KAFKA_SECURITY_PROTOCOL"
         )
     return None
+
+
+_TRANSIENT_CODES = frozenset(
+    {
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    }
+)
+
+
+def is_transient_kafka_error(exc: BaseException) -> bool:
+    """A Kafka error worth retrying: the broker or network is unavailable right now."""
+    if not isinstance(exc, KafkaException):
+        return False
+    error = exc.args[0] if exc.args else None
+    if not isinstance(error, KafkaError):
+        return True  # librdkafka's own timeouts arrive as plain text
+    return bool(error.retriable()) or error.code() in _TRANSIENT_CODES

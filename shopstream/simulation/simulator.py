@@ -61,6 +61,7 @@ from shopstream.events import (
 
 CATALOG_PATH = Path(__file__).with_name("catalog.json")
 DEFAULT_START = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DEFAULT_ZIPF_EXPONENT = 1.1
 INVALID_PREFIX = "invalid:"
 RECENT_TARGETS = 256
@@ -262,6 +263,8 @@ class _Shop:
         self._rng = random.Random(config.seed)
         self._invalid_rng = random.Random(f"{config.seed}/invalid")
         self._clock_ms = 0
+        self._start_ms = (config.start - _EPOCH) // timedelta(milliseconds=1)
+        """Unix milliseconds of the simulated clock's zero."""
         self._queue: list[tuple[int, int, Action]] = []
         self._sequence = count()
         self._orders_started = 0
@@ -298,8 +301,7 @@ class _Shop:
     def _event_id(self) -> str:
         """A UUIDv7 at the simulated clock (time-ordered, like :func:`new_event_id`),
         its random part drawn from the seeded generator."""
-        unix_ms = int(self._now().timestamp() * 1000)
-        return time_ordered_uuid(unix_ms, self._rng.getrandbits(128))
+        return time_ordered_uuid(self._start_ms + self._clock_ms, self._rng.getrandbits(128))
 
     # -- customers and carts --------------------------------------------------------
 

@@ -7,9 +7,9 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 
-from consumers.projections.base import Envelope
+from consumers.projections.base import CommittedRows, Envelope
 from consumers.projections.order_state import (
     OrderStateProjection,
     order_lines,
@@ -127,3 +127,73 @@ def test_state_carries_across_batches(engine: Engine) -> None:
         assert projection.apply(connection, envelopes(OrderConfirmed(order_id="o-1"))) == []
     with engine.connect() as connection:
         assert connection.execute(select(orders.c.status)).scalar_one() == "CONFIRMED"
+
+
+# -- orders remembered between batches -------------------------------------------------
+
+
+def set_status_behind_its_back(engine: Engine, order_id: str, status: str) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            update(orders).where(orders.c.order_id == order_id).values(status=status)
+        )
+
+
+def test_committed_orders_are_not_reloaded_until_discarded(engine: Engine) -> None:
+    projection = OrderStateProjection()
+    with engine.begin() as connection:
+        projection.apply(connection, envelopes(created("o-1"), created("o-2")))
+    projection.committed()
+    # Nobody else writes a member's partitions; here somebody does, to show which
+    # state a batch works from: the remembered one, until discard() drops it.
+    set_status_behind_its_back(engine, "o-1", "CANCELLED")
+    set_status_behind_its_back(engine, "o-2", "CANCELLED")
+    with engine.begin() as connection:
+        assert projection.apply(connection, envelopes(paid("o-1"))) == []
+    projection.committed()
+    projection.discard()
+    with engine.begin() as connection:
+        rejections = projection.apply(connection, envelopes(paid("o-2")))
+    assert [r.reason for r in rejections] == ["illegal-transition"]
+
+
+def test_rows_of_a_batch_not_committed_are_forgotten(engine: Engine) -> None:
+    projection = OrderStateProjection()
+    with engine.begin() as connection:
+        projection.apply(connection, envelopes(created("o-1")))
+    projection.committed()
+    with pytest.raises(RuntimeError), engine.begin() as connection:
+        assert projection.apply(connection, envelopes(paid("o-1"))) == []
+        raise RuntimeError("the transaction fails after apply")
+    # committed() was not called: the next batch starts from the database (unpaid)
+    with engine.begin() as connection:
+        assert projection.apply(connection, envelopes(paid("o-1"))) == []
+    projection.committed()
+    with engine.connect() as connection:
+        row = connection.execute(select(orders.c.status, orders.c.events_applied)).one()
+    assert tuple(row) == ("PAID", 2)
+
+
+def test_finished_orders_are_not_remembered(engine: Engine) -> None:
+    projection = OrderStateProjection()
+    batch = envelopes(created("o-1"), OrderCancelled(order_id="o-1", reason="r"), created("o-2"))
+    with engine.begin() as connection:
+        projection.apply(connection, batch)
+    projection.committed()
+    set_status_behind_its_back(engine, "o-1", "PENDING_PAYMENT")
+    set_status_behind_its_back(engine, "o-2", "CANCELLED")
+    with engine.begin() as connection:
+        rejections = projection.apply(connection, envelopes(paid("o-1"), paid("o-2")))
+    assert rejections == []  # o-1 read from the database, o-2 remembered
+
+
+def test_committed_rows_keep_the_most_recently_used() -> None:
+    rows: CommittedRows[int] = CommittedRows(capacity=3)
+    rows.keep([("a", 1), ("b", 2), ("c", 3)])
+    assert rows.take(["a", "x"]) == {"a": 1}
+    assert len(rows) == 2
+    rows.keep([("a", 10), ("d", 4)])  # over capacity: b, the least recently used, goes
+    assert rows.take(["a", "b", "c", "d"]) == {"a": 10, "c": 3, "d": 4}
+    rows.keep([("e", 5)])
+    rows.clear()
+    assert len(rows) == 0
