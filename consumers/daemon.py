@@ -16,13 +16,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from consumers.gc_tuning import tuned_garbage_collector
 from consumers.groups import projection_for
 from consumers.health import HealthServer
 from consumers.metrics import ConsumerMetrics
+from consumers.offsets import OffsetStore
+from consumers.projection import Projection
 from consumers.runtime import GroupRunner, RuntimeOptions
 from shopstream.config import Settings
-from shopstream.db.engine import check_database, make_engine
+from shopstream.db.engine import check_database, describe_db_error, make_engine
 from shopstream.errors import ShopstreamError
 from shopstream.kafka import check_broker
 from shopstream.logs import get_logger
@@ -79,6 +83,7 @@ class ConsumerDaemon:
         projections = [projection_for(name) for name in self._groups]
         check_broker(self._settings)
         check_database(self._engine)
+        self._check_topics(projections)
         self._start_http()
         for projection in projections:
             runner = GroupRunner(
@@ -109,6 +114,19 @@ class ConsumerDaemon:
             if self._http:
                 self._http.stop()
             self._engine.dispose()
+
+    def _check_topics(self, projections: Sequence[Projection]) -> None:
+        """Refuse (one line) a database that holds a group for another topic prefix."""
+        try:
+            with self._engine.connect() as connection:
+                for projection in projections:
+                    topic = self._settings.topic(projection.topic)
+                    OffsetStore(projection.group_id, topic).ensure_sole_topic(connection)
+        except SQLAlchemyError as exc:
+            raise ShopstreamError(
+                f"cannot read consumer_offsets: {describe_db_error(exc)} "
+                "(is the database migrated? 'shopstream db upgrade')"
+            ) from None
 
     def _work(self, worker: _Worker) -> None:
         try:

@@ -1,0 +1,1 @@
+"""Domain rules shared by the producer side and the projections: the order state machine and the limits of valid values."""
