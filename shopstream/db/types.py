@@ -64,7 +64,7 @@ def _sqlite_utc_text(value: datetime | None) -> str | None:
 
 
 class Money(TypeDecorator[Decimal]):
-    impl = Numeric(MONEY_PRECISION, MONEY_SCALE)
+    impl = Numeric
     cache_ok = True
 
     def __init__(self, precision: int = MONEY_PRECISION) -> None:

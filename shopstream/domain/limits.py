@@ -70,7 +70,7 @@ class TextLimit:
         return None
 
 
-ID = TextLimit(100, "an aggregate id: cart_id, customer_id, order_id")
+ID = TextLimit(100, "an id of a cart, a customer or an order")
 SKU = TextLimit(100, "a product's sku")
 COUPON_CODE = TextLimit(100, "a coupon code")
 PAYMENT_ID = TextLimit(100, "a payment id")
