@@ -1,0 +1,134 @@
+"""Events outside the domain limits, and two topic prefixes sharing one database, through
+the real broker, registry, database and ``shopstream`` processes.
+
+Events outside the limits are produced as Avro the schema allows (the producer's own
+validation is bypassed by changing a valid event after it was built): the consumer
+refuses them before the database and dead-letters them with the field and the rule.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from consumers import dlq
+from consumers.offsets import offsets_table, processed_table
+from schemas import CART_TOPIC, dlq_topic
+from shopstream.db.engine import make_engine
+from shopstream.db.models import Cart
+from shopstream.events import CartItemAdded
+from shopstream.kafka import create_topics, project_topics
+from tests.e2e.test_projections import Pipeline, pipeline
+from tests.support.pipeline import read_all
+
+__all__ = ["pipeline"]  # the fixture, imported for these tests
+
+pytestmark = [pytest.mark.e2e]
+
+
+def added(cart: str, **overrides: object) -> CartItemAdded:
+    event = CartItemAdded(
+        cart_id=cart,
+        customer_id="u-1",
+        sku="SKU-1",
+        quantity=2,
+        unit_price=Decimal("10.00"),
+        currency="EUR",
+    )
+    for name, value in overrides.items():  # past the validation: what a foreign producer sends
+        object.__setattr__(event, name, value)
+    return event
+
+
+POISON = {
+    "sku": ("S" * 101, "at most 100 characters"),
+    "customer_id": ("u\x00", "control characters (found U+0000)"),
+    "cart_id": ("c\x1b[2J", "control characters (found U+001B)"),
+    "quantity": (2_000_000, "at most 1,000,000"),
+}
+
+
+def test_events_outside_the_limits_are_dead_lettered_and_good_ones_applied(
+    pipeline: Pipeline,
+) -> None:
+    good = [added(f"good-{i}") for i in range(6)]
+    poison = [added(f"bad-{name}", **{name: value}) for name, (value, _) in POISON.items()]
+    overflow = added("bad-amount", quantity=2, unit_price=Decimal("9999999999.99"))
+    pipeline.produce([*good[:3], *poison, overflow, *good[3:]])
+
+    result = pipeline.cli("consume", "cart-projection", "--until-caught-up", "--http-port", "-1")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    with pipeline.engine.connect() as connection:
+        carts = set(connection.execute(select(Cart.cart_id)).scalars())
+    assert carts == {event.cart_id for event in good}
+    letters = read_all(pipeline.settings, dlq_topic(pipeline.settings.topic(CART_TOPIC)))
+    headers = [
+        {k: v.decode() if isinstance(v, bytes) else "" for k, v in message.headers() or []}
+        for message in letters
+    ]
+    assert sorted(message.key() or b"" for message in letters) == sorted(
+        e.cart_id.encode() for e in [*poison, overflow]
+    )
+    assert {h[dlq.REASON] for h in headers} == {"invalid-event"}
+    errors = sorted(h[dlq.ERROR] for h in headers)
+    for name, (_, rule) in POISON.items():
+        assert any(f"CartItemAdded.{name}: " in e and rule in e for e in errors), errors
+    assert any("quantity x unit_price" in error for error in errors), errors
+
+
+def with_prefix(pipeline: Pipeline, prefix: str) -> Pipeline:
+    settings = pipeline.settings.model_copy(update={"shopstream_topic_prefix": prefix})
+    create_topics(settings, project_topics(3, 1, prefix))
+    return Pipeline(settings, pipeline.engine, pipeline.workdir)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_two_prefixes_in_one_database_never_mix(pipeline: Pipeline, tmp_path: Path) -> None:
+    """Prefix B finds prefix A's group in the database: consume and rebuild refuse with
+    one line and change nothing of A (offsets, processed ids, rows)."""
+    other = with_prefix(pipeline, pipeline.settings.shopstream_topic_prefix + "b-")
+    events = [added(f"cart-{i}") for i in range(5)]
+    pipeline.produce(events)
+    other.produce(events)  # the same event ids
+    first = pipeline.cli("consume", "cart-projection", "--until-caught-up", "--http-port", "-1")
+    assert first.returncode == 0, first.stderr
+
+    def state() -> tuple[list[object], ...]:
+        with pipeline.engine.connect() as connection:
+            return (
+                list(connection.execute(select(offsets_table).order_by(*offsets_table.c))),
+                list(connection.execute(select(processed_table).order_by(*processed_table.c))),
+                list(connection.execute(select(Cart.cart_id).order_by(Cart.cart_id))),
+            )
+
+    before = state()
+    assert len(before[1]) == 5
+    for args in (
+        ("consume", "cart-projection", "--until-caught-up", "--http-port", "-1"),
+        ("consume", "rebuild", "cart-projection"),
+    ):
+        refused = other.cli(*args)
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        lines = refused.stderr.strip().splitlines()
+        assert len(lines) == 1, refused.stderr
+        assert "already holds group cart-projection for topic" in lines[0]
+        assert pipeline.settings.topic(CART_TOPIC) in lines[0]
+        assert "DATABASE_URL" in lines[0]
+        assert state() == before
+
+    # B with a database of its own consumes the same event ids as new ones
+    own = other.settings.model_copy(update={"database_url": f"sqlite:///{tmp_path / 'b.db'}"})
+    engine = make_engine(own.database_url)
+    try:
+        separate = Pipeline(own, engine, pipeline.workdir)
+        assert separate.cli("db", "upgrade").returncode == 0
+        done = separate.cli("consume", "cart-projection", "--until-caught-up", "--http-port", "-1")
+        assert done.returncode == 0, done.stderr
+        with engine.connect() as connection:
+            assert len(connection.execute(select(Cart.cart_id)).all()) == 5
+    finally:
+        engine.dispose()
