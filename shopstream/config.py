@@ -8,6 +8,7 @@ is what ``shopstream config show`` prints.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -216,6 +217,15 @@ class Settings(BaseSettings):
         shown["DATABASE_URL"] = mask_url_password(self.database_url)
         shown["SCHEMA_REGISTRY_URL"] = mask_url_password(self.schema_registry_url)
         return shown
+
+
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][\w+.-]*://[^\s/:@]*):[^\s/@]*@")
+
+
+def mask_passwords_in(text: str) -> str:
+    """Every ``scheme://user:password@`` in ``text`` as ``scheme://user:****@`` (error
+    messages and log lines quote URLs from settings, clients and exceptions)."""
+    return _URL_PASSWORD.sub(lambda match: f"{match['head']}:{MASK}@", text)
 
 
 def mask_url_password(url: str) -> str:

@@ -32,6 +32,7 @@ from shopstream.inspection.reader import ReadPlan
 from shopstream.inspection.schemas import RegistryBrowser
 from shopstream.inspection.topics import describe_topic, list_topics
 from shopstream.serde import make_registry_client
+from shopstream.terminal import cell, printable
 
 app = typer.Typer(
     help="Read-only views: topics, decoded events, consumer groups and lag, schemas, DLQs.",
@@ -83,7 +84,7 @@ TypeOpt = Annotated[
 
 def _note(text: str) -> None:
     """One unwrapped line for people on stderr (stdout stays machine-readable)."""
-    sys.stderr.write(f"note: {' '.join(text.split())}\n")
+    sys.stderr.write(f"note: {printable(' '.join(text.split()))}\n")
     sys.stderr.flush()
 
 
@@ -302,7 +303,10 @@ def schemas_cmd(
         _print_json(detail.to_json())
         return
     console.print(
-        f"{detail.subject} version {detail.version} (id {detail.schema_id}, {detail.schema_type})",
+        cell(
+            f"{detail.subject} version {detail.version} (id {detail.schema_id}, "
+            f"{detail.schema_type})"
+        ),
         highlight=False,
     )
     _print_json(detail.schema)

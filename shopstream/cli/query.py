@@ -29,6 +29,7 @@ from shopstream import queries
 from shopstream.cli.context import console, settings_from
 from shopstream.db.engine import check_database, describe_db_error, make_engine
 from shopstream.errors import ShopstreamError, UsageError
+from shopstream.terminal import cell, json_safe
 
 app = typer.Typer(
     help="Ask the read models: orders, carts, sales, customers.", no_args_is_help=True
@@ -254,7 +255,7 @@ def jsonable(value: Any) -> Any:
 
 
 def _print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(jsonable(value), indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.write(json_safe(json.dumps(jsonable(value), indent=2, ensure_ascii=False)) + "\n")
 
 
 def _emit(fmt: Format, rows: list[T], table: Callable[[], Table]) -> None:
@@ -292,7 +293,7 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
         numeric = name in _NUMERIC
         table.add_column(name, justify="right" if numeric else "left")
     for row in rows:
-        table.add_row(*(_text(value) for value in row))
+        table.add_row(*(cell(_text(value)) for value in row))
     return table
 
 
@@ -329,7 +330,7 @@ def _orders_table(rows: list[queries.OrderSummary]) -> Table:
 
 
 def _print_order(detail: queries.OrderDetail) -> None:
-    facts = Table(title=f"order {detail.order_id}", show_header=False)
+    facts = Table(title=cell(f"order {detail.order_id}"), show_header=False)
     facts.add_column("field")
     facts.add_column("value")
     for name in (
@@ -351,7 +352,7 @@ def _print_order(detail: queries.OrderDetail) -> None:
         "cancelled_at",
         "updated_at",
     ):
-        facts.add_row(name, _text(getattr(detail, name)))
+        facts.add_row(name, cell(_text(getattr(detail, name))))
     console.print(facts)
     console.print(
         _table(
