@@ -11,6 +11,7 @@ from rich.table import Table
 
 from shopstream.cli.context import console, err_console, settings_from
 from shopstream.cli.params import finite
+from shopstream.config import mask_url_password
 from shopstream.errors import StackError
 from shopstream.stack import LocalStack, PartStatus, StackConfig
 from shopstream.stack.probe import probe_database, probe_kafka, probe_registry
@@ -163,7 +164,7 @@ def status(
                 "pid": item.pid,
                 "ports": item.ports,
                 "answers": item.answers,
-                "endpoint": item.endpoint,
+                "endpoint": mask_url_password(item.endpoint),
                 "logs": [str(path) for path in item.logs],
             }
             for item in statuses
