@@ -17,14 +17,17 @@ from sqlalchemy import select
 from consumers import dlq
 from consumers.offsets import offsets_table, processed_table
 from schemas import CART_TOPIC, dlq_topic
+from shopstream.config import Settings
 from shopstream.db.engine import make_engine
 from shopstream.db.models import Cart
 from shopstream.events import CartItemAdded
 from shopstream.kafka import create_topics, project_topics
+from tests.e2e.test_produce_cli import assert_one_error_line, prefix, run_cli, topics
 from tests.e2e.test_projections import Pipeline, pipeline
 from tests.support.pipeline import read_all
+from tests.support.readback import read_topic
 
-__all__ = ["pipeline"]  # the fixture, imported for these tests
+__all__ = ["pipeline", "prefix", "topics"]  # the fixtures, imported for these tests
 
 pytestmark = [pytest.mark.e2e]
 
@@ -132,3 +135,53 @@ def test_two_prefixes_in_one_database_never_mix(pipeline: Pipeline, tmp_path: Pa
             assert len(connection.execute(select(Cart.cart_id)).all()) == 5
     finally:
         engine.dispose()
+
+
+# -- the producing commands refuse them ------------------------------------------------
+
+
+def test_produce_refuses_values_outside_the_limits_with_the_field_and_rule(
+    settings: Settings, prefix: str, topics: tuple[str, str], tmp_path: Path
+) -> None:
+    add = ("produce", "cart", "add-item", "--customer-id", "u", "--topic-prefix", prefix)
+    cases = [
+        ((*add, "--sku", "S" * 101, "--unit-price", "1.00"),
+         "CartItemAdded.sku: must be at most 100 characters, got 101"),
+        ((*add, "--sku", "s", "--unit-price", "9999999999.99", "--quantity", "2"),
+         "CartItemAdded.quantity: quantity x unit_price (19999999999.98) must be at most"),
+        (("produce", "order", "cancel", "--order-id", "o", "--reason", "a\x1b[2Jb",
+          "--topic-prefix", prefix),
+         "OrderCancelled.reason: must not contain control characters (found U+001B)"),
+    ]  # fmt: skip
+    for args, rule in cases:
+        result = run_cli(settings, *args)
+        assert result.returncode == 2
+        assert "\x1b" not in result.stderr
+        assert_one_error_line(result, rule)
+
+    good = '{"type": "CartItemAdded", "cart_id": "c", "customer_id": "u", "sku": "s", '
+    lines = [
+        good + '"quantity": 1, "unit_price": "1.00", "currency": "EUR"}',
+        good.replace('"u"', '"u\\u0000"')
+        + '"quantity": 1, "unit_price": "1.00", "currency": "EUR"}',
+        good + '"quantity": 3, "unit_price": "5000000000.00", "currency": "EUR"}',
+        good + '"quantity": 2, "unit_price": "1.00", "currency": "EUR"}',
+    ]
+    path = tmp_path / "limits.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    refused = run_cli(settings, "produce", "file", str(path), "--topic-prefix", prefix)
+    assert refused.returncode == 2
+    assert_one_error_line(refused, "2 invalid lines", "nothing was sent")
+    assert (
+        f"{path}:2: CartItemAdded.customer_id: must not contain control characters (found U+0000)"
+        in refused.stderr
+    )
+    assert f"{path}:3: CartItemAdded.quantity: quantity x unit_price" in refused.stderr
+    assert read_topic(settings, topics[0], 0) == []
+
+    skipped = run_cli(
+        settings, "produce", "file", str(path), "--skip-invalid", "--topic-prefix", prefix
+    )
+    assert skipped.returncode == 0, skipped.stderr
+    assert f"{path}:2: skipped: CartItemAdded.customer_id" in skipped.stderr
+    assert [r.event.quantity for r in read_topic(settings, topics[0], 2)] == [1, 2]
