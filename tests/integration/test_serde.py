@@ -243,12 +243,13 @@ def test_round_trip_is_exact(
     round_trip()
 
 
-@given(price=money(), quantity=st.integers(1, 100))
+@given(price=money())
 @settings(max_examples=50, deadline=None)
-def test_decimal_digits_survive_exactly(price: Decimal, quantity: int) -> None:
-    """The decimal as typed (0 to 2 decimals, up to 10 integer digits) is what is read."""
+def test_decimal_digits_survive_exactly(price: Decimal) -> None:
+    """The decimal as typed (0 to 2 decimals, up to 10 integer digits) is what is read
+    (one unit: the line's amount is the price, within NUMERIC(12, 2))."""
     event = CartItemAdded(
-        cart_id="c", customer_id="u", sku="s", quantity=quantity, unit_price=price, currency="EUR"
+        cart_id="c", customer_id="u", sku="s", quantity=1, unit_price=price, currency="EUR"
     )
     assert str(event.unit_price) == str(price.quantize(CENT))
     # Schemaless body with the very schema: no float anywhere on the way.
