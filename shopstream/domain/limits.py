@@ -105,15 +105,14 @@ def quantity_problem(value: object) -> str | None:
     return None
 
 
-def money_problem(value: object, maximum: Decimal = MAX_MONEY) -> str | None:
-    """The rule ``value`` breaks as an amount of money (None: it is a valid amount)."""
+def money_problem(value: object) -> str | None:
+    """The rule ``value`` breaks as one amount of money (None: it is a valid amount)."""
     if not isinstance(value, Decimal) or not value.is_finite():
         return "must be a decimal amount"
     if value < 0:
         return "must not be negative"
-    if value > maximum:
-        digits = len(str(int(maximum))) + MONEY_SCALE
-        return f"must be at most {maximum} (decimal {digits},{MONEY_SCALE})"
+    if value > MAX_MONEY:
+        return f"must be at most {MAX_MONEY} (decimal {MONEY_PRECISION},{MONEY_SCALE})"
     if value.quantize(CENT) != value:
         return "must have at most 2 decimals"
     return None
