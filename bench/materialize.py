@@ -41,11 +41,11 @@ from typing import cast
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from consumers.gc_tuning import tuned_garbage_collector
-from consumers.metrics import ConsumerMetrics
-from consumers.order_state import OrderStateProjection
-from consumers.projection import Envelope
-from consumers.runtime import GroupRunner, RuntimeOptions, end_offsets
+from consumers.projections.base import Envelope
+from consumers.projections.order_state import OrderStateProjection
+from consumers.runtime.gc_tuning import tuned_garbage_collector
+from consumers.runtime.metrics import ConsumerMetrics
+from consumers.runtime.runner import GroupRunner, RuntimeOptions
 from schemas import ORDER_TOPIC, load_catalog
 from shopstream.config import Settings
 from shopstream.db.engine import create_postgres_database, drop_postgres_database, make_engine
@@ -60,7 +60,9 @@ from shopstream.events import (
     OrderShipped,
     now_utc,
 )
-from shopstream.kafka import create_topics, make_consumer, make_producer, project_topics
+from shopstream.kafka.clients import make_consumer, make_producer
+from shopstream.kafka.offsets import end_offsets
+from shopstream.kafka.topics import create_topics, project_topics
 from shopstream.logs import configure_logging
 from shopstream.prefix import delete_prefixed_data
 from shopstream.serde import EventDeserializer, EventSerializer, make_registry_client

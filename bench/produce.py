@@ -2,7 +2,7 @@
 
 All three paths send the same simulated events to the same fresh topics (6
 partitions, created for the run and deleted after) with the same producer config
-(:func:`shopstream.kafka.producer_config`: idempotent, acks=all, lz4), the same keys
+(:func:`shopstream.kafka.clients.producer_config`: idempotent, acks=all, lz4), the same keys
 and the same ``event_type`` headers, and each is timed from the first send until
 every event is acknowledged (flush):
 
@@ -31,13 +31,13 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
 from producers.base import EventProducer, ProducerOptions
-from producers.simulator import SimulationConfig, Simulator
 from schemas import CART_TOPIC, ORDER_TOPIC
 from shopstream.config import Settings
 from shopstream.events import DomainEvent
-from shopstream.kafka import make_admin, producer_config
+from shopstream.kafka.clients import make_admin, producer_config
 from shopstream.prefix import delete_prefixed_data
 from shopstream.serde import EncodedEvent
+from shopstream.simulation.simulator import SimulationConfig, Simulator
 
 PARTITIONS = 6
 WARM_UP = 2_000
@@ -115,8 +115,7 @@ def sending_bytes(items: Sequence[EncodedEvent]) -> Callable[[EventProducer], No
 
 def sending_events(events: Sequence[DomainEvent]) -> Callable[[EventProducer], None]:
     def send(producer: EventProducer) -> None:
-        for event in events:
-            producer.send(event)
+        producer.send_all(events)
 
     return send
 

@@ -1,1 +1,2 @@
-"""Consumer daemons: the runtime shared by every group, and one module per projection."""
+"""Consumer side: ``runtime/`` (the machinery shared by every group: poll, decode, apply with
+the offsets, dead-letter, daemon, rebuild) and ``projections/`` (one module per group)."""

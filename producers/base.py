@@ -1,7 +1,7 @@
 """The event producer every shopstream producer is built on.
 
 :class:`EventProducer` wraps a confluent-kafka ``Producer`` (idempotent, ``acks=all``,
-from :func:`shopstream.kafka.make_producer`) and an :class:`EventSerializer`. Events are
+from :func:`shopstream.kafka.clients.make_producer`) and an :class:`EventSerializer`. Events are
 keyed by their aggregate id (``cart_id``, ``order_id``), so every cart's and every
 order's events land on one partition, in the order they were sent; the idempotent
 producer keeps that order across retries.
@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, Protocol, Self, cast
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -32,7 +32,8 @@ from schemas import SchemaCatalog, load_catalog
 from shopstream.config import Settings
 from shopstream.errors import ShopstreamError, UsageError
 from shopstream.events import DomainEvent
-from shopstream.kafka import METADATA_TIMEOUT_S, check_broker, make_admin, make_producer
+from shopstream.kafka.clients import METADATA_TIMEOUT_S, check_broker, make_admin, make_producer
+from shopstream.kafka.errors import describe_kafka_error
 from shopstream.serde import EncodedEvent, EventSerializer, make_registry_client
 
 DEFAULT_CLOSE_TIMEOUT_S = 60.0
@@ -99,9 +100,11 @@ class DeliveryReport:
             raise DeliveryFailed(self.describe())
 
 
-def kafka_error_text(error: KafkaError) -> str:
-    """``NAME: description`` of a librdkafka error, on one line."""
-    return " ".join(f"{error.name()}: {error.str()}".split())
+class EventSink(Protocol):
+    """Where the typed producers (:mod:`producers.cart`, :mod:`producers.order`) hand
+    the events they build: an :class:`EventProducer`, or a holder that sends later."""
+
+    def send(self, event: DomainEvent) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +114,7 @@ class ProducerOptions:
     ``topic_prefix`` sends every event to ``<prefix><topic>`` (and registers its
     schema under ``<prefix><topic>-<record>``): an isolated set of topics for a test
     or a tenant. None (the default) means the settings' ``SHOPSTREAM_TOPIC_PREFIX``.
-    ``config`` overrides librdkafka settings of :func:`shopstream.kafka.producer_config`
+    ``config`` overrides librdkafka settings of :func:`shopstream.kafka.clients.producer_config`
     (never the idempotence settings).
     """
 
@@ -310,7 +313,7 @@ class EventProducer:
     def _refused(self, encoded: EncodedEvent, event_id: str, exc: KafkaException) -> None:
         """produce() itself refused the message: count it as sent and failed."""
         error = exc.args[0] if exc.args else None
-        reason = kafka_error_text(error) if isinstance(error, KafkaError) else str(exc)
+        reason = describe_kafka_error(error) if isinstance(error, KafkaError) else str(exc)
         self._sent += 1
         self._sent_by_type[encoded.event_type] += 1
         self._failures[reason] += 1
@@ -358,7 +361,7 @@ class EventProducer:
     def _failure_reason(self, error: KafkaError) -> str:
         if error.code() in _PURGED:
             return self._still_queued_reason()
-        return kafka_error_text(error)
+        return describe_kafka_error(error)
 
     def _on_tracked_delivery(
         self, event_id: str, event_type: str, error: KafkaError | None, message: Message
@@ -370,7 +373,7 @@ class EventProducer:
         self._locations[event_id] = _location(message, event_type, event_id)
 
     def _on_client_error(self, error: KafkaError) -> None:
-        self._last_client_error = kafka_error_text(error)
+        self._last_client_error = describe_kafka_error(error)
 
 
 def _prefixed_catalog(prefix: str) -> SchemaCatalog:

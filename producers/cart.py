@@ -11,7 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TypedDict, Unpack
 
-from producers.base import EventProducer
+from producers.base import EventSink
 from shopstream.events import CartCheckedOut, CartItemAdded, CartItemRemoved, new_event_id
 
 DEFAULT_CURRENCY = "EUR"
@@ -44,7 +44,7 @@ def event_meta(
 class CartProducer:
     """Typed helpers for the ``cart-events`` topic."""
 
-    def __init__(self, producer: EventProducer, *, currency: str = DEFAULT_CURRENCY) -> None:
+    def __init__(self, producer: EventSink, *, currency: str = DEFAULT_CURRENCY) -> None:
         self._producer = producer
         self._currency = currency
 
@@ -65,7 +65,7 @@ class CartProducer:
             sku=sku,
             quantity=quantity,
             unit_price=unit_price,
-            currency=currency or self._currency,
+            currency=self._currency if currency is None else currency,
             **meta,
         )
         self._producer.send(event)

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Unpack
 
-from producers.base import EventProducer
+from producers.base import EventSink
 from producers.cart import DEFAULT_CURRENCY, EventMeta
 from shopstream.events import (
     OrderCancelled,
@@ -37,7 +37,7 @@ def lines_total(lines: Iterable[OrderLine]) -> Decimal:
 class OrderProducer:
     """Typed helpers for the ``order-events`` topic."""
 
-    def __init__(self, producer: EventProducer, *, currency: str = DEFAULT_CURRENCY) -> None:
+    def __init__(self, producer: EventSink, *, currency: str = DEFAULT_CURRENCY) -> None:
         self._producer = producer
         self._currency = currency
 
@@ -60,7 +60,7 @@ class OrderProducer:
             customer_id=customer_id,
             lines=order_lines,
             total=lines_total(order_lines) if total is None else total,
-            currency=currency or self._currency,
+            currency=self._currency if currency is None else currency,
             cart_id=cart_id,
             coupon_code=coupon_code,
             **meta,
@@ -81,7 +81,7 @@ class OrderProducer:
             order_id=order_id,
             payment_id=payment_id or new_event_id(),
             amount=amount,
-            currency=currency or self._currency,
+            currency=self._currency if currency is None else currency,
             **meta,
         )
         self._producer.send(event)

@@ -74,9 +74,6 @@ class SchemaCatalog:
         short = name.rsplit(".", 1)[-1]
         return self.by_name[short]
 
-    def for_topic(self, topic: str) -> list[EventSchema]:
-        return [schema for schema in self if schema.topic == topic]
-
     @property
     def topics(self) -> list[str]:
         return sorted({schema.topic for schema in self})

@@ -180,10 +180,6 @@ class Settings(BaseSettings):
         """The Kafka consumer group id of project group ``group_id``."""
         return self.shopstream_topic_prefix + group_id
 
-    @property
-    def stack_dir(self) -> Path:
-        return self.shopstream_cache_dir
-
     # -- display ------------------------------------------------------------
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:

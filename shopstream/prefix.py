@@ -12,7 +12,8 @@ from contextlib import suppress
 
 from schemas import load_catalog
 from shopstream.config import Settings
-from shopstream.kafka import make_admin, project_topics
+from shopstream.kafka.clients import make_admin
+from shopstream.kafka.topics import project_topics
 from shopstream.serde import make_registry_client
 
 TIMEOUT_S = 30

@@ -36,7 +36,7 @@ from shopstream.config import Settings
 from shopstream.db.engine import create_postgres_database, drop_postgres_database, make_engine
 from shopstream.db.migrate import upgrade
 from shopstream.errors import ShopstreamError
-from shopstream.kafka import make_admin
+from shopstream.kafka.clients import make_admin
 from shopstream.prefix import delete_topics_and_subjects
 from shopstream.serde import make_registry_client
 from shopstream.stack import LocalStack, StackConfig

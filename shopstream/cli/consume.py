@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from consumers.daemon import ConsumerDaemon, DaemonOptions
-from consumers.groups import GROUPS
-from consumers.runtime import RuntimeOptions
+from consumers.projections import GROUPS
+from consumers.runtime.daemon import ConsumerDaemon, DaemonOptions
+from consumers.runtime.runner import RuntimeOptions
 from shopstream.cli.context import settings_from
 from shopstream.cli.params import finite
 
@@ -68,7 +68,7 @@ def consume(
         background_writes=background_writes,
     )
     if groups[0] == REBUILD:
-        from consumers.rebuild import rebuild_groups
+        from consumers.runtime.rebuild import rebuild_groups
 
         sys.exit(rebuild_groups(settings, groups[1:], runtime))
     daemon = ConsumerDaemon(

@@ -11,13 +11,13 @@ from rich.table import Table
 from sqlalchemy import Engine
 
 from schemas import CART_TOPIC, ORDER_TOPIC
-from shopstream import queries
 from shopstream.cli.context import console, settings_from
 from shopstream.cli.params import finite
 from shopstream.cli.query import customers_table, print_summary
 from shopstream.config import Settings
-from shopstream.demo import DemoOptions, run_demo
-from shopstream.inspection.dlq import read_dead_letters
+from shopstream.db import read_queries
+from shopstream.demo.run import DemoOptions, run_demo
+from shopstream.inspection.dlq_reader import read_dead_letters
 
 #: The simulated shop runs for about a quarter of an hour of simulated time, so a cart
 #: counts as abandoned after 5 idle minutes in the demo (``query carts`` defaults to 30).
@@ -27,8 +27,8 @@ DEMO_ABANDONED_AFTER = timedelta(minutes=5)
 def show_read_models(settings: Settings, engine: Engine) -> None:
     """The read models and the dead letters, as a person wants to see them."""
     with engine.connect() as connection:
-        summary = queries.summary(connection, as_of=None, abandoned_after=DEMO_ABANDONED_AFTER)
-        customers = queries.top_customers(connection, top=5)
+        summary = read_queries.summary(connection, as_of=None, abandoned_after=DEMO_ABANDONED_AFTER)
+        customers = read_queries.top_customers(connection, top=5)
     print_summary(summary)
     console.print(customers_table(customers))
     counts: Counter[tuple[str, str, str]] = Counter()

@@ -13,24 +13,30 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
-from enum import StrEnum
 from types import FrameType
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from shopstream.cli.context import console, settings_from
+from shopstream.cli.output import (
+    FormatOpt,
+    OutputFormat,
+    StreamFormat,
+    StreamFormatOpt,
+    print_json,
+)
 from shopstream.cli.params import finite
 from shopstream.errors import UsageError
 from shopstream.inspection import render
 from shopstream.inspection.cluster import DEFAULT_TIMEOUT_S
-from shopstream.inspection.dlq import read_dead_letters
-from shopstream.inspection.groups import group_lag, list_groups
-from shopstream.inspection.offsets import End, OffsetSpec, parse_offset_spec
+from shopstream.inspection.consumer_groups import group_lag, list_groups
+from shopstream.inspection.dlq_reader import read_dead_letters
+from shopstream.inspection.offset_spec import End, OffsetSpec, parse_offset_spec
 from shopstream.inspection.peek import MessageFilter, PeekRequest, peek
 from shopstream.inspection.reader import ReadPlan
-from shopstream.inspection.schemas import RegistryBrowser
-from shopstream.inspection.topics import describe_topic, list_topics
+from shopstream.inspection.topic_info import describe_topic, list_topics
+from shopstream.registry.lookup import RegistryBrowser
 from shopstream.serde import make_registry_client
 from shopstream.terminal import cell, printable
 
@@ -38,17 +44,6 @@ app = typer.Typer(
     help="Read-only views: topics, decoded events, consumer groups and lag, schemas, DLQs.",
     no_args_is_help=True,
 )
-
-
-class Format(StrEnum):
-    table = "table"
-    json = "json"
-
-
-class StreamFormat(StrEnum):
-    table = "table"
-    json = "json"
-    jsonl = "jsonl"
 
 
 TimeoutOpt = Annotated[
@@ -59,10 +54,6 @@ TimeoutOpt = Annotated[
         callback=finite,
         help="Seconds to wait for the broker or registry.",
     ),
-]
-FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table or json.")]
-StreamFormatOpt = Annotated[
-    StreamFormat, typer.Option("--format", "-f", help="table, json (an array) or jsonl.")
 ]
 OFFSET_HELP = (
     "Where to start in each partition: beginning, end, N, -N (N before the end), "
@@ -88,11 +79,6 @@ def _note(text: str) -> None:
     sys.stderr.flush()
 
 
-def _print_json(data: Any) -> None:
-    sys.stdout.write(render.to_json_text(data) + "\n")
-    sys.stdout.flush()
-
-
 # -- topics -----------------------------------------------------------------------
 
 
@@ -100,13 +86,13 @@ def _print_json(data: Any) -> None:
 def topics_cmd(
     ctx: typer.Context,
     all_topics: Annotated[bool, typer.Option("--all", help="Include internal topics.")] = False,
-    fmt: FormatOpt = Format.table,
+    fmt: FormatOpt = OutputFormat.table,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
 ) -> None:
     """Every topic with partitions and messages (end minus start offsets)."""
     found = list_topics(settings_from(ctx), include_internal=all_topics, timeout=timeout)
-    if fmt is Format.json:
-        _print_json([topic.to_json() for topic in found])
+    if fmt is OutputFormat.json:
+        print_json([topic.to_json() for topic in found])
     else:
         console.print(render.topics_table(found))
 
@@ -115,13 +101,13 @@ def topics_cmd(
 def topic_cmd(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Topic name.")],
-    fmt: FormatOpt = Format.table,
+    fmt: FormatOpt = OutputFormat.table,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
 ) -> None:
     """One topic: per partition leader, offsets, first/last timestamp; non-default configs."""
     detail = describe_topic(settings_from(ctx), name, timeout=timeout)
-    if fmt is Format.json:
-        _print_json(detail.to_json())
+    if fmt is OutputFormat.json:
+        print_json(detail.to_json())
         return
     for table in render.topic_tables(detail):
         console.print(table)
@@ -246,12 +232,12 @@ def tail_cmd(
 
 @app.command("groups")
 def groups_cmd(
-    ctx: typer.Context, fmt: FormatOpt = Format.table, timeout: TimeoutOpt = DEFAULT_TIMEOUT_S
+    ctx: typer.Context, fmt: FormatOpt = OutputFormat.table, timeout: TimeoutOpt = DEFAULT_TIMEOUT_S
 ) -> None:
     """Consumer groups with their state and members."""
     found = list_groups(settings_from(ctx), timeout=timeout)
-    if fmt is Format.json:
-        _print_json([group.to_json() for group in found])
+    if fmt is OutputFormat.json:
+        print_json([group.to_json() for group in found])
     else:
         console.print(render.groups_table(found))
 
@@ -260,15 +246,15 @@ def groups_cmd(
 def lag_cmd(
     ctx: typer.Context,
     group: Annotated[str, typer.Argument(help="Consumer group id.")],
-    fmt: FormatOpt = Format.table,
+    fmt: FormatOpt = OutputFormat.table,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
 ) -> None:
     """Per partition: committed offset, end offset, lag (and the database's offset)."""
     lag = group_lag(settings_from(ctx), group, timeout=timeout)
     if lag.db_note:
         _note(f"database offsets not shown: {lag.db_note}")
-    if fmt is Format.json:
-        _print_json(lag.to_json())
+    if fmt is OutputFormat.json:
+        print_json(lag.to_json())
     else:
         console.print(render.lag_table(lag))
 
@@ -285,7 +271,7 @@ def schemas_cmd(
     version: Annotated[
         int | None, typer.Option("--version", "-v", min=1, help="Version (default: latest).")
     ] = None,
-    fmt: FormatOpt = Format.table,
+    fmt: FormatOpt = OutputFormat.table,
 ) -> None:
     """Registry subjects with versions, ids and compatibility; or one version's schema."""
     browser = RegistryBrowser(make_registry_client(settings_from(ctx).registry_config()))
@@ -293,14 +279,14 @@ def schemas_cmd(
         if version is not None:
             raise UsageError("--version needs a SUBJECT (shopstream inspect schemas SUBJECT -v N)")
         subjects = browser.subjects()
-        if fmt is Format.json:
-            _print_json([info.to_json() for info in subjects])
+        if fmt is OutputFormat.json:
+            print_json([info.to_json() for info in subjects])
         else:
             console.print(render.subjects_table(subjects))
         return
     detail = browser.schema_version(subject, version)
-    if fmt is Format.json:
-        _print_json(detail.to_json())
+    if fmt is OutputFormat.json:
+        print_json(detail.to_json())
         return
     console.print(
         cell(
@@ -309,7 +295,7 @@ def schemas_cmd(
         ),
         highlight=False,
     )
-    _print_json(detail.schema)
+    print_json(detail.schema)
 
 
 # -- dead letters ---------------------------------------------------------------------
@@ -324,7 +310,7 @@ def dlq_cmd(
     reason: Annotated[
         str | None, typer.Option("--reason", help="Only this reason, e.g. unknown-order.")
     ] = None,
-    fmt: FormatOpt = Format.table,
+    fmt: FormatOpt = OutputFormat.table,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
 ) -> None:
     """Dead letters grouped by reason, with their group and original coordinates."""
@@ -336,8 +322,8 @@ def dlq_cmd(
         reason=reason,
         timeout=timeout,
     )
-    if fmt is Format.json:
-        _print_json(report.to_json())
+    if fmt is OutputFormat.json:
+        print_json(report.to_json())
         return
     for table in render.dlq_tables(report):
         console.print(table)

@@ -14,55 +14,47 @@ only validates. See docs/producing.md.
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import tempfile
 import time
-from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 from typing import IO, Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
 
-from producers.base import DeliveryReport, EventProducer, ProducerOptions, SentEvent
-from producers.cart import EventMeta, event_meta
-from producers.jsonl import Validation, valid_events, validate_lines
-from producers.order import lines_total
-from shopstream.cli.context import console, err_console, settings_from
+from producers.base import EventProducer, ProducerOptions, SentEvent
+from producers.cart import CartProducer
+from producers.order import OrderProducer
+from shopstream.cli.context import console, settings_from
+from shopstream.cli.options import (
+    STDIN,
+    CartId,
+    Currency,
+    CustomerId,
+    OneEventOptions,
+    OrderId,
+    Quantity,
+    Sku,
+    TopicPrefix,
+    one_event_command,
+    parse_line_flag,
+    parse_money,
+)
+from shopstream.cli.output import print_json_line
+from shopstream.cli.progress import (
+    RunSummary,
+    by_type_table,
+    print_run_summary,
+    progress_bar,
+    send_events,
+)
 from shopstream.errors import ShopstreamError, UsageError
-from shopstream.events import (
-    CartCheckedOut,
-    CartItemAdded,
-    CartItemRemoved,
-    DomainEvent,
-    OrderCancelled,
-    OrderConfirmed,
-    OrderCreated,
-    OrderLine,
-    OrderPaid,
-    OrderShipped,
-    new_event_id,
-)
+from shopstream.events import DomainEvent, new_event_id
+from shopstream.jsonl import Validation, valid_events, validate_lines
 
-PROGRESS_EVERY = 512
-"""Events between two progress-bar updates (updating per event costs throughput)."""
 SPOOL_IN_MEMORY_BYTES = 64 * 1024 * 1024
-STDIN = "-"
 
 app = typer.Typer(
     help="Send events: one from flags (cart, order) or many from a JSON Lines file.",
@@ -77,101 +69,33 @@ order_app = typer.Typer(
 app.add_typer(cart_app, name="cart")
 app.add_typer(order_app, name="order")
 
-# -- options shared by the commands --------------------------------------------------
-
-TopicPrefix = Annotated[
-    str | None,
-    typer.Option(
-        "--topic-prefix",
-        help="Send to <prefix>cart-events / <prefix>order-events (schemas under "
-        "<prefix><topic>-<record>): an isolated set of topics, e.g. for tests. "
-        "Default: SHOPSTREAM_TOPIC_PREFIX (none).",
-    ),
-]
-EventId = Annotated[
-    str | None, typer.Option("--event-id", help="Event id (a UUID). Default: a new one.")
-]
-OccurredAt = Annotated[
-    str | None,
-    typer.Option("--occurred-at", help="ISO-8601 time (naive means UTC). Default: now."),
-]
-CorrelationId = Annotated[
-    str | None, typer.Option("--correlation-id", help="Ties the events of one action.")
-]
-AsJson = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")]
-CartId = Annotated[str, typer.Option("--cart-id", help="The cart (the message key).")]
-CustomerId = Annotated[str, typer.Option("--customer-id", help="The customer.")]
-Sku = Annotated[str, typer.Option("--sku", help="Product SKU.")]
-Quantity = Annotated[int, typer.Option("--quantity", help="Units (positive).")]
-Currency = Annotated[str, typer.Option("--currency", help="3-letter currency code.")]
-OrderId = Annotated[str, typer.Option("--order-id", help="The order (the message key).")]
-
-
-@dataclass(frozen=True)
-class OneEventOptions:
-    """What every one-event command takes besides the event's own fields."""
-
-    event_id: str | None = None
-    occurred_at: str | None = None
-    correlation_id: str | None = None
-    topic_prefix: str | None = None
-    as_json: bool = False
-
-    def meta(self) -> EventMeta:
-        """event_id / occurred_at / correlation_id to pass to an event, if given."""
-        occurred_at = None
-        if self.occurred_at is not None:
-            occurred_at = parse_time("--occurred-at", self.occurred_at)
-        return event_meta(self.event_id, occurred_at, self.correlation_id)
-
-
-# -- flag parsing -------------------------------------------------------------------
-
-
-def parse_money(flag: str, text: str) -> Decimal:
-    """A decimal amount like ``12.50``; UsageError naming the flag otherwise."""
-    try:
-        value = Decimal(text.strip())
-    except InvalidOperation:
-        raise UsageError(f"{flag}: not an amount: {text!r} (e.g. 12.50)") from None
-    if not value.is_finite():
-        raise UsageError(f"{flag}: not an amount: {text!r} (e.g. 12.50)")
-    return value
-
-
-def parse_time(flag: str, text: str) -> datetime:
-    """An ISO-8601 time (``Z`` allowed; naive means UTC)."""
-    try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(f"{flag}: not an ISO-8601 time: {text!r}") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def parse_line_flag(text: str) -> OrderLine:
-    """``SKU:QTY:PRICE`` (the SKU may itself contain colons)."""
-    sku, sep1, rest = text.rpartition(":")
-    sku, sep2, quantity = sku.rpartition(":")
-    if not (sep1 and sep2 and sku):
-        raise UsageError(f"--line {text!r}: expected SKU:QTY:PRICE, e.g. BOOK-0001:2:12.50")
-    try:
-        units = int(quantity)
-    except ValueError:
-        raise UsageError(f"--line {text!r}: quantity {quantity!r} is not a whole number") from None
-    return OrderLine(sku=sku, quantity=units, unit_price=parse_money(f"--line {text!r}", rest))
-
-
 # -- sending one event ------------------------------------------------------------
 
 
-def send_one(ctx: typer.Context, event: DomainEvent, options: OneEventOptions) -> SentEvent:
-    """Check the stack, send ``event``, wait for its acknowledgement, print where it is."""
+class _Held:
+    """An event sink that keeps the one event a typed producer built, to send it later."""
+
+    def __init__(self) -> None:
+        self.event: DomainEvent | None = None
+
+    def send(self, event: DomainEvent) -> None:
+        self.event = event
+
+
+Build = Callable[[CartProducer, OrderProducer], DomainEvent]
+
+
+def send_one(ctx: typer.Context, build: Build, options: OneEventOptions) -> SentEvent:
+    """Build the event with the typed producers (validated before anything connects),
+    check the stack, send it, wait for its acknowledgement, print where it is."""
+    held = _Held()
+    event = build(CartProducer(held), OrderProducer(held))
     producer_options = ProducerOptions(topic_prefix=options.topic_prefix, track_offsets=True)
     with EventProducer(settings_from(ctx), producer_options) as producer:
         producer.send(event)
         sent = producer.wait_for(event)
     if options.as_json:
-        print_json(
+        print_json_line(
             {
                 "topic": sent.topic,
                 "partition": sent.partition,
@@ -193,15 +117,11 @@ def send_one(ctx: typer.Context, event: DomainEvent, options: OneEventOptions) -
     return sent
 
 
-def print_json(data: Mapping[str, object]) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
-    sys.stdout.flush()
-
-
 # -- cart commands -----------------------------------------------------------------
 
 
 @cart_app.command("add-item")
+@one_event_command
 def cart_add_item(
     ctx: typer.Context,
     customer_id: CustomerId,
@@ -212,52 +132,48 @@ def cart_add_item(
     ] = None,
     quantity: Quantity = 1,
     currency: Currency = "EUR",
-    event_id: EventId = None,
-    occurred_at: OccurredAt = None,
-    correlation_id: CorrelationId = None,
-    topic_prefix: TopicPrefix = None,
-    as_json: AsJson = False,
+    *,
+    options: OneEventOptions,
 ) -> None:
     """CartItemAdded: put QUANTITY units of SKU in a cart."""
-    options = OneEventOptions(event_id, occurred_at, correlation_id, topic_prefix, as_json)
-    event = CartItemAdded(
-        cart_id=cart_id or new_event_id(),
-        customer_id=customer_id,
-        sku=sku,
-        quantity=quantity,
-        unit_price=parse_money("--unit-price", unit_price),
-        currency=currency,
-        **options.meta(),
+    send_one(
+        ctx,
+        lambda cart, _: cart.add_item(
+            cart_id=cart_id or new_event_id(),
+            customer_id=customer_id,
+            sku=sku,
+            quantity=quantity,
+            unit_price=parse_money("--unit-price", unit_price),
+            currency=currency,
+            **options.meta(),
+        ),
+        options,
     )
-    send_one(ctx, event, options)
 
 
 @cart_app.command("remove-item")
+@one_event_command
 def cart_remove_item(
     ctx: typer.Context,
     cart_id: CartId,
     customer_id: CustomerId,
     sku: Sku,
     quantity: Quantity = 1,
-    event_id: EventId = None,
-    occurred_at: OccurredAt = None,
-    correlation_id: CorrelationId = None,
-    topic_prefix: TopicPrefix = None,
-    as_json: AsJson = False,
+    *,
+    options: OneEventOptions,
 ) -> None:
     """CartItemRemoved: take QUANTITY units of SKU out of a cart."""
-    options = OneEventOptions(event_id, occurred_at, correlation_id, topic_prefix, as_json)
-    event = CartItemRemoved(
-        cart_id=cart_id,
-        customer_id=customer_id,
-        sku=sku,
-        quantity=quantity,
-        **options.meta(),
+    send_one(
+        ctx,
+        lambda cart, _: cart.remove_item(
+            cart_id=cart_id, customer_id=customer_id, sku=sku, quantity=quantity, **options.meta()
+        ),
+        options,
     )
-    send_one(ctx, event, options)
 
 
 @cart_app.command("checkout")
+@one_event_command
 def cart_checkout(
     ctx: typer.Context,
     cart_id: CartId,
@@ -265,27 +181,24 @@ def cart_checkout(
     order_id: Annotated[
         str | None, typer.Option("--order-id", help="The order it becomes. Default: a new id.")
     ] = None,
-    event_id: EventId = None,
-    occurred_at: OccurredAt = None,
-    correlation_id: CorrelationId = None,
-    topic_prefix: TopicPrefix = None,
-    as_json: AsJson = False,
+    *,
+    options: OneEventOptions,
 ) -> None:
     """CartCheckedOut: the cart becomes an order."""
-    options = OneEventOptions(event_id, occurred_at, correlation_id, topic_prefix, as_json)
-    event = CartCheckedOut(
-        cart_id=cart_id,
-        customer_id=customer_id,
-        order_id=order_id or new_event_id(),
-        **options.meta(),
+    send_one(
+        ctx,
+        lambda cart, _: cart.checkout(
+            cart_id=cart_id, customer_id=customer_id, order_id=order_id, **options.meta()
+        ),
+        options,
     )
-    send_one(ctx, event, options)
 
 
 # -- order commands -------------------------------------------------------------------
 
 
 @order_app.command("create")
+@one_event_command
 def order_create(
     ctx: typer.Context,
     customer_id: CustomerId,
@@ -303,29 +216,29 @@ def order_create(
     cart_id: Annotated[str | None, typer.Option("--cart-id", help="Cart it came from.")] = None,
     coupon_code: Annotated[str | None, typer.Option("--coupon-code")] = None,
     currency: Currency = "EUR",
-    event_id: EventId = None,
-    occurred_at: OccurredAt = None,
-    correlation_id: CorrelationId = None,
-    topic_prefix: TopicPrefix = None,
-    as_json: AsJson = False,
+    *,
+    options: OneEventOptions,
 ) -> None:
     """OrderCreated: a new order awaiting payment (PENDING_PAYMENT)."""
-    options = OneEventOptions(event_id, occurred_at, correlation_id, topic_prefix, as_json)
     lines = tuple(parse_line_flag(text) for text in line)
-    event = OrderCreated(
-        order_id=order_id or new_event_id(),
-        customer_id=customer_id,
-        lines=lines,
-        total=lines_total(lines) if total is None else parse_money("--total", total),
-        currency=currency,
-        cart_id=cart_id,
-        coupon_code=coupon_code,
-        **options.meta(),
+    send_one(
+        ctx,
+        lambda _, order: order.create(
+            order_id=order_id,
+            customer_id=customer_id,
+            lines=lines,
+            total=None if total is None else parse_money("--total", total),
+            currency=currency,
+            cart_id=cart_id,
+            coupon_code=coupon_code,
+            **options.meta(),
+        ),
+        options,
     )
-    send_one(ctx, event, options)
 
 
 @order_app.command("pay")
+@one_event_command
 def order_pay(
     ctx: typer.Context,
     order_id: OrderId,
@@ -334,141 +247,72 @@ def order_pay(
         str | None, typer.Option("--payment-id", help="Default: a new id.")
     ] = None,
     currency: Currency = "EUR",
-    event_id: EventId = None,
-    occurred_at: OccurredAt = None,
-    correlation_id: CorrelationId = None,
-    topic_prefix: TopicPrefix = None,
-    as_json: AsJson = False,
+    *,
+    options: OneEventOptions,
 ) -> None:
     """OrderPaid: PENDING_PAYMENT -> PAID."""
-    options = OneEventOptions(event_id, occurred_at, correlation_id, topic_prefix, as_json)
-    event = OrderPaid(
-        order_id=order_id,
-        payment_id=payment_id or new_event_id(),
-        amount=parse_money("--amount", amount),
-        currency=currency,
-        **options.meta(),
+    send_one(
+        ctx,
+        lambda _, order: order.pay(
+            order_id=order_id,
+            payment_id=payment_id,
+            amount=parse_money("--amount", amount),
+            currency=currency,
+            **options.meta(),
+        ),
+        options,
     )
-    send_one(ctx, event, options)
 
 
 @order_app.command("confirm")
+@one_event_command
 def order_confirm(
     ctx: typer.Context,
     order_id: OrderId,
-    event_id: EventId = None,
-    occurred_at: OccurredAt = None,
-    correlation_id: CorrelationId = None,
-    topic_prefix: TopicPrefix = None,
-    as_json: AsJson = False,
+    *,
+    options: OneEventOptions,
 ) -> None:
     """OrderConfirmed: PAID -> CONFIRMED."""
-    options = OneEventOptions(event_id, occurred_at, correlation_id, topic_prefix, as_json)
-    event = OrderConfirmed(order_id=order_id, **options.meta())
-    send_one(ctx, event, options)
+    send_one(ctx, lambda _, order: order.confirm(order_id=order_id, **options.meta()), options)
 
 
 @order_app.command("ship")
+@one_event_command
 def order_ship(
     ctx: typer.Context,
     order_id: OrderId,
     carrier: Annotated[str, typer.Option("--carrier", help="e.g. DHL.")],
     tracking_number: Annotated[str, typer.Option("--tracking-number")],
-    event_id: EventId = None,
-    occurred_at: OccurredAt = None,
-    correlation_id: CorrelationId = None,
-    topic_prefix: TopicPrefix = None,
-    as_json: AsJson = False,
+    *,
+    options: OneEventOptions,
 ) -> None:
     """OrderShipped: CONFIRMED -> SHIPPED."""
-    options = OneEventOptions(event_id, occurred_at, correlation_id, topic_prefix, as_json)
-    event = OrderShipped(
-        order_id=order_id,
-        carrier=carrier,
-        tracking_number=tracking_number,
-        **options.meta(),
+    send_one(
+        ctx,
+        lambda _, order: order.ship(
+            order_id=order_id,
+            carrier=carrier,
+            tracking_number=tracking_number,
+            **options.meta(),
+        ),
+        options,
     )
-    send_one(ctx, event, options)
 
 
 @order_app.command("cancel")
+@one_event_command
 def order_cancel(
     ctx: typer.Context,
     order_id: OrderId,
     reason: Annotated[str, typer.Option("--reason", help="Why, e.g. customer-request.")],
-    event_id: EventId = None,
-    occurred_at: OccurredAt = None,
-    correlation_id: CorrelationId = None,
-    topic_prefix: TopicPrefix = None,
-    as_json: AsJson = False,
+    *,
+    options: OneEventOptions,
 ) -> None:
     """OrderCancelled: PENDING_PAYMENT, PAID or CONFIRMED -> CANCELLED."""
-    options = OneEventOptions(event_id, occurred_at, correlation_id, topic_prefix, as_json)
-    event = OrderCancelled(order_id=order_id, reason=reason, **options.meta())
-    send_one(ctx, event, options)
-
-
-# -- many events: progress and summary (shared with `shopstream simulate`) ------------
-
-
-def progress_bar() -> Progress:
-    """A Rich progress bar on stderr (silent when stderr is not a terminal).
-
-    Tasks need a ``rate`` field (text shown after the counts).
-    """
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        disable=not err_console.is_terminal,
-    )
-
-
-@dataclass
-class RunSummary:
-    """What a many-events command did, for the closing table."""
-
-    title: str
-    elapsed_s: float
-    by_type: Mapping[str, int]
-    report: DeliveryReport | None = None
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def events(self) -> int:
-        return sum(self.by_type.values())
-
-    @property
-    def throughput(self) -> float:
-        return self.events / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
-
-def by_type_table(by_type: Mapping[str, int]) -> Table:
-    table = Table("event type", "events")
-    for event_type, count in sorted(by_type.items()):
-        table.add_row(event_type, f"{count:,}")
-    table.add_row("total", f"{sum(by_type.values()):,}", style="bold")
-    return table
-
-
-def print_summary(summary: RunSummary, out: Console = console) -> None:
-    """Events by type, deliveries, notes, elapsed time and throughput."""
-    out.print(summary.title, highlight=False, markup=False)
-    out.print(by_type_table(summary.by_type))
-    report = summary.report
-    if report is not None:
-        out.print(f"delivered: {report.delivered:,} of {report.sent:,}", highlight=False)
-        if report.failures:
-            out.print(f"failed: {report.describe()}", highlight=False, markup=False)
-    for note in summary.notes:
-        out.print(note, highlight=False, markup=False)
-    out.print(
-        f"elapsed: {summary.elapsed_s:.2f} s, throughput: {summary.throughput:,.0f} events/s",
-        highlight=False,
+    send_one(
+        ctx,
+        lambda _, order: order.cancel(order_id=order_id, reason=reason, **options.meta()),
+        options,
     )
 
 
@@ -505,30 +349,6 @@ def report_invalid(name: str, validation: Validation, *, skip_invalid: bool) -> 
             f"{validation.errors[0].line}); nothing was sent. Fix them, or pass --skip-invalid "
             f"to send the {validation.valid} valid events"
         )
-
-
-def send_events(
-    producer: EventProducer, events: Iterable[DomainEvent], progress: Progress, total: int
-) -> Counter[str]:
-    """Send ``events`` with a progress bar; returns the counts by type."""
-    task = progress.add_task("sending", total=total, rate="")
-    sent: Counter[str] = Counter()
-    pending = 0
-    started = time.perf_counter()
-    for event in events:
-        producer.send(event)
-        sent[event.event_type] += 1
-        pending += 1
-        if pending == PROGRESS_EVERY:
-            progress.update(task, advance=pending, rate=_rate(sent.total(), started))
-            pending = 0
-    progress.update(task, advance=pending, rate=_rate(sent.total(), started))
-    return sent
-
-
-def _rate(count: int, started: float) -> str:
-    elapsed = time.perf_counter() - started
-    return f"{count / elapsed:,.0f}/s" if elapsed > 0 else ""
 
 
 @app.command("file")
@@ -569,7 +389,7 @@ def produce_file(
         source.seek(0)
         summary = _send_file(ctx, source, validation, topic_prefix)
     summary.notes.extend(_skipped_note(validation))
-    print_summary(summary)
+    print_run_summary(summary)
     if summary.events != validation.valid:
         raise ShopstreamError(
             f"{name} changed while it was sent: {validation.valid} valid events checked, "

@@ -9,14 +9,10 @@ not today's) is answerable.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import re
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from enum import Enum, StrEnum
 from typing import Annotated, Any, TypeVar
 
@@ -25,22 +21,18 @@ from rich.table import Table
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from shopstream import queries
 from shopstream.cli.context import console, settings_from
+from shopstream.cli.output import FormatOpt, OutputFormat, print_json
+from shopstream.db import read_queries
 from shopstream.db.engine import check_database, describe_db_error, make_engine
 from shopstream.errors import ShopstreamError, UsageError
-from shopstream.terminal import cell, json_safe
+from shopstream.terminal import cell
 
 app = typer.Typer(
     help="Ask the read models: orders, carts, sales, customers.", no_args_is_help=True
 )
 
 T = TypeVar("T")
-
-
-class Format(StrEnum):
-    TABLE = "table"
-    JSON = "json"
 
 
 class CartStatusOpt(StrEnum):
@@ -60,7 +52,6 @@ def _row_count(value: int) -> int:
     return value
 
 
-FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table or json.")]
 LimitOpt = Annotated[
     int,
     typer.Option("--limit", "-n", min=1, callback=_row_count, help="At most this many rows."),
@@ -97,11 +88,13 @@ def orders_cmd(
     status: Annotated[str | None, typer.Option("--status", help="e.g. PAID, CANCELLED.")] = None,
     customer: Annotated[str | None, typer.Option("--customer", help="A customer id.")] = None,
     limit: LimitOpt = 20,
-    fmt: FormatOpt = Format.TABLE,
+    fmt: FormatOpt = OutputFormat.table,
 ) -> None:
     """Latest orders (order-state)."""
     with _connection(ctx) as connection:
-        rows = queries.list_orders(connection, status=status, customer_id=customer, limit=limit)
+        rows = read_queries.list_orders(
+            connection, status=status, customer_id=customer, limit=limit
+        )
     _emit(fmt, rows, lambda: _orders_table(rows))
 
 
@@ -109,15 +102,15 @@ def orders_cmd(
 def order_cmd(
     ctx: typer.Context,
     order_id: Annotated[str, typer.Argument(help="The order id.")],
-    fmt: FormatOpt = Format.TABLE,
+    fmt: FormatOpt = OutputFormat.table,
 ) -> None:
     """One order: its lines and status history."""
     with _connection(ctx) as connection:
-        detail = queries.get_order(connection, order_id)
+        detail = read_queries.get_order(connection, order_id)
     if detail is None:
         raise ShopstreamError(f"no order {order_id!r}")
-    if fmt is Format.JSON:
-        _print_json(detail)
+    if fmt is OutputFormat.json:
+        print_json(detail)
         return
     _print_order(detail)
 
@@ -132,37 +125,39 @@ def carts_cmd(
     abandoned_after: AbandonedOpt = "30m",
     as_of: AsOfOpt = None,
     limit: LimitOpt = 20,
-    fmt: FormatOpt = Format.TABLE,
+    fmt: FormatOpt = OutputFormat.table,
 ) -> None:
     """Carts by latest activity (cart-projection)."""
     threshold = parse_duration(abandoned_after)
     given = parse_moment(as_of) if as_of else None
     with _connection(ctx) as connection:
-        moment = given or queries.latest_cart_activity(connection) or datetime.now(UTC)
-        state = queries.CartState(status.value) if status else None
-        rows = queries.list_carts(
+        moment = given or read_queries.latest_cart_activity(connection) or datetime.now(UTC)
+        state = read_queries.CartState(status.value) if status else None
+        rows = read_queries.list_carts(
             connection, state=state, as_of=moment, abandoned_after=threshold, limit=limit
         )
-    if fmt is Format.JSON:
-        _print_json({"as_of": moment, "abandoned_after": threshold, "carts": rows})
+    if fmt is OutputFormat.json:
+        print_json({"as_of": moment, "abandoned_after": threshold, "carts": rows})
         return
     console.print(f"carts as of {_text(moment)} (abandoned after {_text(threshold)} idle)")
     console.print(_carts_table(rows))
 
 
 @app.command("sales")
-def sales_cmd(ctx: typer.Context, top: TopOpt = 10, fmt: FormatOpt = Format.TABLE) -> None:
+def sales_cmd(ctx: typer.Context, top: TopOpt = 10, fmt: FormatOpt = OutputFormat.table) -> None:
     """Best-selling products, net of cancellations (sales-projection)."""
     with _connection(ctx) as connection:
-        rows = queries.top_products(connection, top=top)
+        rows = read_queries.top_products(connection, top=top)
     _emit(fmt, rows, lambda: _products_table(rows))
 
 
 @app.command("customers")
-def customers_cmd(ctx: typer.Context, top: TopOpt = 10, fmt: FormatOpt = Format.TABLE) -> None:
+def customers_cmd(
+    ctx: typer.Context, top: TopOpt = 10, fmt: FormatOpt = OutputFormat.table
+) -> None:
     """Customers by amount spent, net of refunds (sales-projection)."""
     with _connection(ctx) as connection:
-        rows = queries.top_customers(connection, top=top)
+        rows = read_queries.top_customers(connection, top=top)
     _emit(fmt, rows, lambda: customers_table(rows))
 
 
@@ -172,15 +167,15 @@ def summary_cmd(
     top: TopOpt = 5,
     abandoned_after: AbandonedOpt = "30m",
     as_of: AsOfOpt = None,
-    fmt: FormatOpt = Format.TABLE,
+    fmt: FormatOpt = OutputFormat.table,
 ) -> None:
     """Orders by status, revenue, top products and abandoned carts."""
     threshold = parse_duration(abandoned_after)
     moment = parse_moment(as_of) if as_of else None
     with _connection(ctx) as connection:
-        result = queries.summary(connection, as_of=moment, abandoned_after=threshold, top=top)
-    if fmt is Format.JSON:
-        _print_json(result)
+        result = read_queries.summary(connection, as_of=moment, abandoned_after=threshold, top=top)
+    if fmt is OutputFormat.json:
+        print_json(result)
         return
     print_summary(result)
 
@@ -235,32 +230,9 @@ def _connection(ctx: typer.Context) -> Iterator[Connection]:
 # -- output --------------------------------------------------------------------------------
 
 
-def jsonable(value: Any) -> Any:
-    """Dataclasses, decimals (as strings), times (ISO-8601) and durations, for JSON."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    if isinstance(value, timedelta):
-        return int(value.total_seconds())
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, list | tuple):
-        return [jsonable(item) for item in value]
-    if isinstance(value, dict):
-        return {str(key): jsonable(item) for key, item in value.items()}
-    return value
-
-
-def _print_json(value: Any) -> None:
-    sys.stdout.write(json_safe(json.dumps(jsonable(value), indent=2, ensure_ascii=False)) + "\n")
-
-
-def _emit(fmt: Format, rows: list[T], table: Callable[[], Table]) -> None:
-    if fmt is Format.JSON:
-        _print_json(rows)
+def _emit(fmt: OutputFormat, rows: list[T], table: Callable[[], Table]) -> None:
+    if fmt is OutputFormat.json:
+        print_json(rows)
     else:
         console.print(table())
 
@@ -318,7 +290,7 @@ _NUMERIC = {
 }
 
 
-def _orders_table(rows: list[queries.OrderSummary]) -> Table:
+def _orders_table(rows: list[read_queries.OrderSummary]) -> Table:
     return _table(
         "orders",
         ["order", "customer", "status", "total", "currency", "created", "updated"],
@@ -329,7 +301,7 @@ def _orders_table(rows: list[queries.OrderSummary]) -> Table:
     )
 
 
-def _print_order(detail: queries.OrderDetail) -> None:
+def _print_order(detail: read_queries.OrderDetail) -> None:
     facts = Table(title=cell(f"order {detail.order_id}"), show_header=False)
     facts.add_column("field")
     facts.add_column("value")
@@ -373,7 +345,7 @@ def _print_order(detail: queries.OrderDetail) -> None:
     )
 
 
-def _carts_table(rows: list[queries.CartView]) -> Table:
+def _carts_table(rows: list[read_queries.CartView]) -> Table:
     return _table(
         "carts",
         ["cart", "customer", "state", "items", "subtotal", "currency", "last activity", "order"],
@@ -393,7 +365,9 @@ def _carts_table(rows: list[queries.CartView]) -> Table:
     )
 
 
-def _products_table(rows: list[queries.ProductSalesView], title: str = "sales by product") -> Table:
+def _products_table(
+    rows: list[read_queries.ProductSalesView], title: str = "sales by product"
+) -> Table:
     return _table(
         title,
         ["sku", "currency", "units sold", "revenue", "orders", "units cancelled", "refunded"],
@@ -412,7 +386,7 @@ def _products_table(rows: list[queries.ProductSalesView], title: str = "sales by
     )
 
 
-def customers_table(rows: list[queries.CustomerView]) -> Table:
+def customers_table(rows: list[read_queries.CustomerView]) -> Table:
     return _table(
         "customers",
         [
@@ -441,7 +415,7 @@ def customers_table(rows: list[queries.CustomerView]) -> Table:
     )
 
 
-def print_summary(result: queries.Summary) -> None:
+def print_summary(result: read_queries.Summary) -> None:
     console.print(
         _table(
             "orders by status",

@@ -10,7 +10,7 @@ from rich.table import Table
 from schemas import SchemaCatalog, load_catalog
 from shopstream.cli.context import console, settings_from
 from shopstream.errors import UsageError
-from shopstream.registry import IncompatibleSchema, check_one, register_all
+from shopstream.registry.admin import IncompatibleSchema, check_one, register_all
 from shopstream.serde import make_registry_client
 
 app = typer.Typer(help="Register and check the event schemas.", no_args_is_help=True)

@@ -1,6 +1,6 @@
 """`shopstream simulate`: realistic shoppers, sent to Kafka and/or written as JSONL.
 
-The events come from :class:`producers.simulator.Simulator` (deterministic under
+The events come from :class:`shopstream.simulation.simulator.Simulator` (deterministic under
 ``--seed``); this module only paces them (``--rate``), stops them (``--orders`` or
 ``--duration``), sends them (an :class:`~producers.base.EventProducer`) and/or writes
 them (``--output``), with a progress bar and a closing summary.
@@ -22,20 +22,14 @@ import typer
 from rich.progress import Progress, TaskID
 
 from producers.base import EventProducer, ProducerOptions
-from producers.jsonl import dumps_event
-from producers.simulator import SimulationConfig, Simulator, invalid_kind
 from shopstream.cli.context import console, err_console, settings_from
+from shopstream.cli.options import STDIN, TopicPrefix
 from shopstream.cli.params import finite
-from shopstream.cli.produce import (
-    PROGRESS_EVERY,
-    STDIN,
-    RunSummary,
-    TopicPrefix,
-    print_summary,
-    progress_bar,
-)
+from shopstream.cli.progress import PROGRESS_EVERY, RunSummary, print_run_summary, progress_bar
 from shopstream.errors import UsageError
 from shopstream.events import DomainEvent
+from shopstream.jsonl import dumps_event
+from shopstream.simulation.simulator import SimulationConfig, Simulator, invalid_kind
 
 DEFAULT_ORDERS = 100
 MIN_WAIT_S = 0.001
@@ -231,7 +225,7 @@ def simulate(
     if tally.invalid:
         summary.notes.append(f"invalid events injected: {tally.invalid:,}")
     summary.notes.append(f"seed: {chosen_seed} (the same --seed gives the same events)")
-    print_summary(summary, summary_console)
+    print_run_summary(summary, summary_console)
     if report is not None:
         report.raise_if_failed()
     if interrupted:

@@ -10,14 +10,8 @@ from rich.table import Table
 
 from shopstream.cli.context import console, settings_from
 from shopstream.errors import UsageError
-from shopstream.kafka import (
-    DEFAULT_PARTITIONS,
-    METADATA_TIMEOUT_S,
-    check_broker,
-    create_topics,
-    make_admin,
-    project_topics,
-)
+from shopstream.kafka.clients import METADATA_TIMEOUT_S, check_broker, make_admin
+from shopstream.kafka.topics import DEFAULT_PARTITIONS, create_topics, project_topics
 
 app = typer.Typer(help="Create and list the project's topics.", no_args_is_help=True)
 

@@ -18,7 +18,8 @@ from confluent_kafka.admin import OffsetSpec as KafkaOffsetSpec  # type: ignore[
 
 from shopstream.config import Settings
 from shopstream.errors import ConnectionFailed, ShopstreamError, UsageError
-from shopstream.kafka import describe_kafka_error, make_admin
+from shopstream.kafka.clients import make_admin
+from shopstream.kafka.errors import describe_kafka_error
 
 DEFAULT_TIMEOUT_S = 10.0
 INTERNAL_PREFIXES = ("_", "kafkasql-")

@@ -14,7 +14,8 @@ from typing import Any
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
 
 from shopstream.events import EventValidationError
-from shopstream.inspection.schemas import SubjectResolver
+from shopstream.kafka.offsets import coordinates
+from shopstream.registry.lookup import SubjectResolver
 from shopstream.serde import EVENT_TYPE_HEADER, DecodeError, EventDeserializer
 
 RAW_PREVIEW_BYTES = 64
@@ -99,14 +100,6 @@ def message_headers(message: Message) -> dict[str, str]:
     raw = message.headers() or []
     pairs = raw.items() if isinstance(raw, dict) else raw
     return {name: text_of(value) or "" for name, value in pairs}
-
-
-def coordinates(message: Message) -> tuple[str, int, int]:
-    """``(topic, partition, offset)`` of a consumed message (always set for one)."""
-    topic, partition, offset = message.topic(), message.partition(), message.offset()
-    if topic is None or partition is None or offset is None:
-        raise ValueError("message without coordinates")
-    return topic, partition, offset
 
 
 def message_timestamp(message: Message) -> int | None:

@@ -16,9 +16,9 @@ from shopstream.errors import UsageError
 from shopstream.events import EVENT_TYPES
 from shopstream.inspection.cluster import DEFAULT_TIMEOUT_S, Cluster, Watermarks
 from shopstream.inspection.decode import InspectedMessage, MessageDecoder
-from shopstream.inspection.offsets import OffsetSpec
+from shopstream.inspection.offset_spec import OffsetSpec
 from shopstream.inspection.reader import ReadPlan, TopicReader
-from shopstream.inspection.schemas import SubjectResolver
+from shopstream.registry.lookup import SubjectResolver
 from shopstream.serde import EventDeserializer, make_registry_client
 
 

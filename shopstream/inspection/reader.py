@@ -1,8 +1,8 @@
 """Read a topic's messages without a consumer group: assign, poll, stop at the end.
 
-:class:`TopicReader` owns one assign-only consumer (:func:`shopstream.kafka.make_reader`):
+:class:`TopicReader` owns one assign-only consumer (:func:`shopstream.kafka.clients.make_reader`):
 it never subscribes, so it never joins a group, and it never commits. It resolves
-where to start in each partition from an :mod:`offset spec <shopstream.inspection.offsets>`
+where to start in each partition from an :mod:`offset spec <shopstream.inspection.offset_spec>`
 and yields raw messages until every partition it had something to read in reports
 end-of-partition, or, when following, until the ``stop`` event is set.
 """
@@ -21,9 +21,10 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from shopstream.config import Settings
 from shopstream.errors import ConnectionFailed, ShopstreamError
 from shopstream.inspection.cluster import DEFAULT_TIMEOUT_S, Watermarks
-from shopstream.inspection.decode import coordinates
-from shopstream.inspection.offsets import AtTime, OffsetSpec, resolve_offset
-from shopstream.kafka import describe_kafka_error, make_reader
+from shopstream.inspection.offset_spec import AtTime, OffsetSpec, resolve_offset
+from shopstream.kafka.clients import make_reader
+from shopstream.kafka.errors import describe_kafka_error
+from shopstream.kafka.offsets import coordinates
 
 POLL_INTERVAL_S = 0.1
 BATCH_SIZE = 500

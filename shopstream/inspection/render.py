@@ -18,18 +18,14 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from shopstream.inspection.consumer_groups import GroupInfo, GroupLag
 from shopstream.inspection.decode import InspectedMessage, format_millis
-from shopstream.inspection.dlq import DlqReport
-from shopstream.inspection.groups import GroupInfo, GroupLag
-from shopstream.inspection.schemas import SubjectInfo
-from shopstream.inspection.topics import TopicDetail, TopicSummary
+from shopstream.inspection.dlq_reader import DlqReport
+from shopstream.inspection.topic_info import TopicDetail, TopicSummary
+from shopstream.registry.lookup import SubjectInfo
 from shopstream.terminal import cell, json_safe, printable
 
 EVENT_PREVIEW_CHARS = 160
-
-
-def to_json_text(data: Any) -> str:
-    return json_safe(json.dumps(data, indent=2, ensure_ascii=False))
 
 
 def compact_json(data: Any) -> str:
@@ -91,7 +87,7 @@ class JsonArrayWriter:
 
     def write(self, message: InspectedMessage) -> None:
         separator = ",\n" if self._count else "\n"
-        body = to_json_text(message.to_json())
+        body = json_safe(json.dumps(message.to_json(), indent=2, ensure_ascii=False))
         self._out.write(separator + _indent(body))
         self._out.flush()
         self._count += 1

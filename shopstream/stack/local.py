@@ -7,12 +7,12 @@ import time
 from dataclasses import dataclass
 
 from shopstream.errors import StackError
+from shopstream.stack.apicurio import RegistryPart
 from shopstream.stack.base import Part, PartStatus, Progress, quiet
+from shopstream.stack.broker import KafkaPart
 from shopstream.stack.config import StackConfig
-from shopstream.stack.kafka import KafkaPart
 from shopstream.stack.postgres import PostgresPart
 from shopstream.stack.process import file_lock, find_marked_pids
-from shopstream.stack.registry import RegistryPart
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from shopstream.config import Settings, mask_url_password
 from shopstream.errors import ConnectionFailed
-from shopstream.kafka import build_client
+from shopstream.kafka.clients import build_client
 from shopstream.serde import make_registry_client
 
 

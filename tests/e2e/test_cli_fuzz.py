@@ -44,14 +44,14 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from producers.jsonl import validate_lines
 from shopstream import serde
 from shopstream.cli.app import main
 from shopstream.db.engine import make_engine
 from shopstream.db.migrate import upgrade
 from shopstream.events import EVENT_TYPES
-from shopstream.inspection.offsets import parse_offset_spec
-from shopstream.kafka import check_broker
+from shopstream.inspection.offset_spec import parse_offset_spec
+from shopstream.jsonl import validate_lines
+from shopstream.kafka.clients import check_broker
 
 pytestmark = pytest.mark.e2e
 

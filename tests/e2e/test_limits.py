@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from consumers import dlq
-from consumers.offsets import offsets_table, processed_table
+from consumers.runtime import dlq_writer as dlq
+from consumers.runtime.offset_store import offsets_table, processed_table
 from schemas import CART_TOPIC, dlq_topic
 from shopstream.config import Settings
 from shopstream.db.engine import make_engine
 from shopstream.db.models import Cart
 from shopstream.events import CartItemAdded
-from shopstream.kafka import create_topics, project_topics
+from shopstream.kafka.topics import create_topics, project_topics
 from tests.e2e.test_produce_cli import assert_one_error_line, prefix, run_cli, topics
 from tests.e2e.test_projections import Pipeline, pipeline
 from tests.support.pipeline import read_all

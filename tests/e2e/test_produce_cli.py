@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from producers.jsonl import dumps_event, valid_events
-from producers.simulator import SimulationConfig, Simulator
 from schemas import CART_TOPIC, ORDER_TOPIC
 from shopstream.config import Settings
 from shopstream.events import DomainEvent, OrderCreated, event_from_json
+from shopstream.jsonl import dumps_event, valid_events
+from shopstream.simulation.simulator import SimulationConfig, Simulator
 from tests.support.readback import assert_read_back_as_sent, read_topic
 
 pytestmark = pytest.mark.e2e

@@ -24,10 +24,9 @@ import pytest
 from confluent_kafka import KafkaError, TopicPartition
 from sqlalchemy import Engine
 
-from consumers.dlq import EVENT_ID, GROUP, REASON
-from consumers.offsets import OffsetStore
+from consumers.runtime.dlq_writer import EVENT_ID, GROUP, REASON
+from consumers.runtime.offset_store import OffsetStore
 from producers.base import EventProducer, ProducerOptions
-from producers.simulator import SimulationConfig, Simulator, invalid_kind
 from schemas import CART_TOPIC, ORDER_TOPIC, dlq_topic
 from shopstream.config import Settings
 from shopstream.db.engine import make_engine
@@ -40,7 +39,9 @@ from shopstream.events import (
     DomainEvent,
     OrderEvent,
 )
-from shopstream.kafka import create_topics, make_reader, project_topics
+from shopstream.kafka.clients import make_reader
+from shopstream.kafka.topics import create_topics, project_topics
+from shopstream.simulation.simulator import SimulationConfig, Simulator, invalid_kind
 from tests.support.reference import (
     GROUPS,
     dump_group,

@@ -9,9 +9,9 @@ import time
 import pytest
 from sqlalchemy import select, update
 
-from consumers.groups import projection_for
-from consumers.offsets import offsets_table, processed_table
-from consumers.rebuild import group_activity
+from consumers.projections import projection_for
+from consumers.runtime.offset_store import offsets_table, processed_table
+from consumers.runtime.rebuild import group_activity
 from tests.e2e.test_projections import Daemon, Pipeline, pipeline, simulated
 from tests.support.reference import GROUPS, dump_group
 

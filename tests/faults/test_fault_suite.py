@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from consumers.groups import GROUPS
+from consumers.projections import GROUPS
 from shopstream.config import Settings
 from shopstream.stack import LocalStack
 from tests.conftest import StackEndpoints

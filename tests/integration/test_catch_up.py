@@ -15,10 +15,10 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from consumers.metrics import ConsumerMetrics
-from consumers.offsets import OffsetStore
-from consumers.order_state import OrderStateProjection
-from consumers.runtime import GroupRunner, RuntimeOptions
+from consumers.projections.order_state import OrderStateProjection
+from consumers.runtime.metrics import ConsumerMetrics
+from consumers.runtime.offset_store import OffsetStore
+from consumers.runtime.runner import GroupRunner, RuntimeOptions
 from schemas import ORDER_TOPIC
 from shopstream.config import Settings
 from shopstream.db.engine import make_engine

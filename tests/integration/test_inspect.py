@@ -29,7 +29,7 @@ from shopstream.cli.app import app
 from shopstream.config import Settings
 from shopstream.errors import ConnectionFailed, UsageError
 from shopstream.events import DomainEvent, OrderCreated, OrderLine, OrderPaid, OrderShipped
-from shopstream.inspection.dboffsets import CONSUMER_OFFSETS
+from shopstream.inspection.db_offsets import CONSUMER_OFFSETS
 from shopstream.serde import EventSerializer, make_registry_client
 
 pytestmark = pytest.mark.integration

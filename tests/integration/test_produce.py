@@ -24,11 +24,11 @@ from producers.base import (
 )
 from producers.cart import CartProducer
 from producers.order import OrderProducer
-from producers.simulator import SimulationConfig, Simulator, invalid_kind
 from schemas import CART_TOPIC, ORDER_TOPIC
 from shopstream.config import Settings
 from shopstream.errors import ConnectionFailed
 from shopstream.events import DomainEvent, OrderCreated, OrderLine
+from shopstream.simulation.simulator import SimulationConfig, Simulator, invalid_kind
 from tests.support.readback import assert_read_back_as_sent, read_topic
 
 pytestmark = pytest.mark.integration

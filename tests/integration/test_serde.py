@@ -41,7 +41,7 @@ from shopstream.events import (
     OrderPaid,
     OrderShipped,
 )
-from shopstream.registry import register_one
+from shopstream.registry.admin import register_one
 from shopstream.serde import (
     EVENT_TYPE_HEADER,
     HEADER,

@@ -19,14 +19,14 @@ from pathlib import Path
 from confluent_kafka import Producer
 from sqlalchemy import Engine, select
 
-from producers.simulator import SimulationConfig, Simulator
 from schemas import ORDER_TOPIC
 from shopstream.config import Settings
 from shopstream.db.engine import make_engine
 from shopstream.db.migrate import upgrade
 from shopstream.db.models import OrderStatusHistory
 from shopstream.events import DomainEvent
-from shopstream.kafka import make_producer
+from shopstream.kafka.clients import make_producer
+from shopstream.simulation.simulator import SimulationConfig, Simulator
 from tests.support.daemons import Daemon, cli_env, run_until_caught_up
 from tests.support.pipeline import create_project_topics, dead_letters
 from tests.support.reference import (

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, Message, TopicPartition
 
-from consumers import dlq
+from consumers.runtime import dlq_writer
 from producers.base import EventProducer, ProducerOptions
 from schemas import CART_TOPIC, ORDER_TOPIC, dlq_topic
 from shopstream.config import Settings
 from shopstream.events import DomainEvent
-from shopstream.kafka import create_topics, make_admin, make_reader, project_topics
+from shopstream.kafka.clients import make_admin, make_reader
+from shopstream.kafka.topics import create_topics, project_topics
 
 
 def create_project_topics(settings: Settings, partitions: int = 6) -> None:
@@ -133,12 +134,12 @@ def dead_letters(settings: Settings) -> list[DeadLetterRecord]:
             }
             records.append(
                 DeadLetterRecord(
-                    group=headers[dlq.GROUP],
-                    reason=headers[dlq.REASON],
-                    event_id=headers.get(dlq.EVENT_ID),
-                    topic=headers[dlq.TOPIC],
-                    partition=int(headers[dlq.PARTITION]),
-                    offset=int(headers[dlq.OFFSET]),
+                    group=headers[dlq_writer.GROUP],
+                    reason=headers[dlq_writer.REASON],
+                    event_id=headers.get(dlq_writer.EVENT_ID),
+                    topic=headers[dlq_writer.TOPIC],
+                    partition=int(headers[dlq_writer.PARTITION]),
+                    offset=int(headers[dlq_writer.OFFSET]),
                 )
             )
     return records

@@ -16,7 +16,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 
 from shopstream.config import Settings
 from shopstream.events import DomainEvent
-from shopstream.kafka import make_reader
+from shopstream.kafka.clients import make_reader
 from shopstream.serde import EventDeserializer, make_registry_client
 
 

@@ -10,9 +10,9 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import Engine
 
-from consumers.cart_projection import CartProjection
-from consumers.projection import Envelope, Rejection
-from shopstream import queries
+from consumers.projections.base import Envelope, Rejection
+from consumers.projections.cart_projection import CartProjection
+from shopstream.db import read_queries
 from shopstream.events import CartCheckedOut, CartItemAdded, CartItemRemoved, DomainEvent
 from tests.support.reference import dump_group, expected_carts, table_differences
 
@@ -247,11 +247,13 @@ def test_abandoned_carts_are_answered_at_a_moment(engine: Engine, at: Clock) -> 
     assert apply(engine, add(at, "B", 2, cart="busy")) == []
 
     with engine.connect() as connection:
-        latest = queries.latest_cart_activity(connection)
+        latest = read_queries.latest_cart_activity(connection)
         assert latest == at.now
 
         def states(threshold: timedelta, moment: datetime) -> dict[str, str]:
-            rows = queries.list_carts(connection, as_of=moment, abandoned_after=threshold, limit=10)
+            rows = read_queries.list_carts(
+                connection, as_of=moment, abandoned_after=threshold, limit=10
+            )
             return {row.cart_id: row.state.value for row in rows}
 
         assert states(timedelta(minutes=30), latest) == {
@@ -261,14 +263,14 @@ def test_abandoned_carts_are_answered_at_a_moment(engine: Engine, at: Clock) -> 
         }
         assert states(timedelta(hours=3), latest)["idle"] == "ACTIVE"
         assert states(timedelta(minutes=30), latest + timedelta(hours=1))["busy"] == "ABANDONED"
-        only = queries.list_carts(
+        only = read_queries.list_carts(
             connection,
-            state=queries.CartState.ABANDONED,
+            state=read_queries.CartState.ABANDONED,
             as_of=latest,
             abandoned_after=timedelta(minutes=30),
         )
         assert [row.cart_id for row in only] == ["idle"]
-        counts = queries.count_carts(
+        counts = read_queries.count_carts(
             connection, as_of=latest, abandoned_after=timedelta(minutes=30)
         )
         assert (counts.active, counts.abandoned, counts.checked_out) == (1, 1, 1)

@@ -1,10 +1,10 @@
-"""The consumer process's garbage collector settings (consumers.gc_tuning)."""
+"""The consumer process's garbage collector settings (consumers.runtime.gc_tuning)."""
 
 from __future__ import annotations
 
 import gc
 
-from consumers.gc_tuning import YOUNG_THRESHOLD, tuned_garbage_collector
+from consumers.runtime.gc_tuning import YOUNG_THRESHOLD, tuned_garbage_collector
 
 
 def test_freezes_and_raises_thresholds_inside_then_restores() -> None:

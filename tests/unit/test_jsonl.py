@@ -9,16 +9,15 @@ from decimal import Decimal
 
 import pytest
 
-from producers.jsonl import (
+from shopstream.events import CartItemAdded, OrderCreated, OrderLine, OrderPaid
+from shopstream.jsonl import (
     LineError,
     dumps_event,
     parse_line,
     valid_events,
     validate_lines,
-    write_events,
 )
-from producers.simulator import SimulationConfig, Simulator
-from shopstream.events import CartItemAdded, OrderCreated, OrderLine, OrderPaid
+from shopstream.simulation.simulator import SimulationConfig, Simulator
 
 EVENT_ID = "2f1f3c1e-8a9b-4c55-9d1e-0a4b6c8d2e11"
 PAID = {
@@ -146,7 +145,7 @@ def test_written_events_read_back_identical() -> None:
         Simulator(SimulationConfig(customers=5, orders=20, seed=2, invalid_rate=0.1)).events()
     )
     out = io.StringIO()
-    assert write_events(events, out) == len(events)
+    out.writelines(dumps_event(event) + "\n" for event in events)
     text = out.getvalue()
     assert text.count("\n") == len(events)
     assert list(valid_events(text.splitlines(keepends=True))) == events

@@ -18,9 +18,9 @@ import pytest
 from shopstream.config import Settings
 from shopstream.errors import ConfigError, StackError
 from shopstream.stack import LocalStack, StackConfig
+from shopstream.stack.broker import random_cluster_id
 from shopstream.stack.fetch import MARKER, ensure_kafka_libs, kafka_home, render_template
 from shopstream.stack.java import find_java, parse_java_major
-from shopstream.stack.kafka import random_cluster_id
 from shopstream.stack.process import free_ports, is_ours, port_is_free, terminate, wait_until
 
 SHOPSTREAM = str(Path(sys.executable).with_name("shopstream"))

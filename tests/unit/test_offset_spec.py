@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from shopstream.errors import UsageError
-from shopstream.inspection.offsets import (
+from shopstream.inspection.offset_spec import (
     Absolute,
     AtTime,
     Beginning,

@@ -6,7 +6,12 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
-from consumers.offsets import OffsetConflict, OffsetStore, ProcessedEvents, processed_table
+from consumers.runtime.offset_store import (
+    OffsetConflict,
+    OffsetStore,
+    ProcessedEvents,
+    processed_table,
+)
 from shopstream.db.bulk import insert_rows
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)

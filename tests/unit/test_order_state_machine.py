@@ -7,7 +7,7 @@ from itertools import product
 
 import pytest
 
-from consumers.order_state import (
+from shopstream.domain.order import (
     TRANSITIONS,
     OrderStatus,
     TransitionRefused,

@@ -9,8 +9,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
-from consumers.order_state import OrderStateProjection, order_lines, order_status_history, orders
-from consumers.projection import Envelope
+from consumers.projections.base import Envelope
+from consumers.projections.order_state import (
+    OrderStateProjection,
+    order_lines,
+    order_status_history,
+    orders,
+)
 from shopstream.db.engine import make_engine
 from shopstream.db.migrate import upgrade
 from shopstream.events import (

@@ -7,7 +7,7 @@ import threading
 import pytest
 from sqlalchemy import create_engine
 
-from consumers.runtime import CallerThreadExecutor, GroupRunner, RuntimeOptions
+from consumers.runtime.runner import CallerThreadExecutor, GroupRunner, RuntimeOptions
 
 
 def test_caller_thread_executor_runs_at_once_on_the_calling_thread() -> None:

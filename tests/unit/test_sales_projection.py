@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from consumers.order_state import OrderStateProjection
-from consumers.projection import Envelope, Projection, Rejection
-from consumers.sales_projection import SalesProjection
+from consumers.projections.base import Envelope, Projection, Rejection
+from consumers.projections.order_state import OrderStateProjection
+from consumers.projections.sales_projection import SalesProjection
 from shopstream.events import (
     DomainEvent,
     OrderCancelled,

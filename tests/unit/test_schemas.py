@@ -191,12 +191,12 @@ def test_catalog_lookups() -> None:
     with pytest.raises(KeyError):
         CATALOG.get("OrderExploded")
     assert CATALOG.topics == [CART_TOPIC, ORDER_TOPIC]
-    assert [spec.name for spec in CATALOG.for_topic(CART_TOPIC)] == [
+    assert [spec.name for spec in (s for s in CATALOG if s.topic == CART_TOPIC)] == [
         "CartCheckedOut",
         "CartItemAdded",
         "CartItemRemoved",
     ]
-    assert len(CATALOG.for_topic(ORDER_TOPIC)) == 5
+    assert len([s for s in CATALOG if s.topic == ORDER_TOPIC]) == 5
     assert load_catalog() is CATALOG  # parsed once
 
 

@@ -16,15 +16,6 @@ from typing import Any
 
 import pytest
 
-from producers.jsonl import dumps_event
-from producers.simulator import (
-    Behaviour,
-    InvalidKind,
-    ProductCatalog,
-    SimulationConfig,
-    Simulator,
-    invalid_kind,
-)
 from shopstream.errors import UsageError
 from shopstream.events import (
     CartCheckedOut,
@@ -37,6 +28,15 @@ from shopstream.events import (
     OrderLine,
     OrderPaid,
     OrderShipped,
+)
+from shopstream.jsonl import dumps_event
+from shopstream.simulation.simulator import (
+    Behaviour,
+    InvalidKind,
+    ProductCatalog,
+    SimulationConfig,
+    Simulator,
+    invalid_kind,
 )
 
 PENDING, PAID, CONFIRMED, SHIPPED, CANCELLED = (

@@ -19,7 +19,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from schemas import dlq_topic
 from shopstream.config import Settings
 from shopstream.errors import ShopstreamError
-from shopstream.kafka import make_producer
+from shopstream.kafka.clients import make_producer
 
 REASON = "dlq.reason"
 ERROR = "dlq.error"

@@ -37,11 +37,11 @@ from sqlalchemy.dialects import postgresql
 from shopstream.db.bulk import execute_rows, key_in
 from shopstream.db.models import ConsumerOffset, ProcessedEvent
 from shopstream.errors import ShopstreamError
+from shopstream.kafka.offsets import TopicPartitionKey
 
 offsets_table: Table = ConsumerOffset.__table__  # type: ignore[assignment]
 processed_table: Table = ProcessedEvent.__table__  # type: ignore[assignment]
 
-TopicPartitionKey = tuple[str, int]
 APPLIED = "applied"
 DEAD_LETTERED = "dead-lettered"
 

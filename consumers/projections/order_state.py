@@ -1,14 +1,9 @@
-"""The ``order-state`` group: the order state machine, materialized into
-``orders``, ``order_lines`` and ``order_status_history``.
+"""The ``order-state`` group: the order state machine (:mod:`shopstream.domain.order`),
+materialized into ``orders``, ``order_lines`` and ``order_status_history``.
 
-    PENDING_PAYMENT --OrderPaid--> PAID --OrderConfirmed--> CONFIRMED --OrderShipped--> SHIPPED
-    PENDING_PAYMENT | PAID | CONFIRMED --OrderCancelled--> CANCELLED
-
-An event that breaks the machine is refused (and dead-lettered by the runtime):
-``unknown-order`` (no OrderCreated seen for it), ``duplicate-order`` (a second
-OrderCreated for one id), ``illegal-transition`` (e.g. paying a cancelled order,
-shipping an unpaid one), ``payment-mismatch`` (amount or currency differ from the
-order's total).
+An event that breaks the machine is refused (and dead-lettered by the runtime) with the
+reason :func:`~shopstream.domain.order.next_status` or
+:func:`~shopstream.domain.order.check_payment` gives.
 """
 
 from __future__ import annotations
@@ -16,16 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, select, update
 
-from consumers.projection import Envelope, Projection, Rejection
-from schemas import ORDER_TOPIC
+from consumers.projections.base import Envelope, Projection, Rejection
 from shopstream.db.bulk import execute_rows, insert_rows, key_in
 from shopstream.db.models import Order, OrderLineRow, OrderStatusHistory
+from shopstream.domain.order import OrderStatus, TransitionRefused, check_payment, next_status
 from shopstream.events import (
     DomainEvent,
     OrderCancelled,
@@ -34,63 +27,7 @@ from shopstream.events import (
     OrderPaid,
     OrderShipped,
 )
-
-GROUP_ID = "order-state"
-
-
-class OrderStatus(StrEnum):
-    PENDING_PAYMENT = "PENDING_PAYMENT"
-    PAID = "PAID"
-    CONFIRMED = "CONFIRMED"
-    SHIPPED = "SHIPPED"
-    CANCELLED = "CANCELLED"
-
-
-S = OrderStatus
-#: event type → (statuses it may be applied in, status it leads to)
-TRANSITIONS: dict[str, tuple[frozenset[OrderStatus], OrderStatus]] = {
-    "OrderPaid": (frozenset({S.PENDING_PAYMENT}), S.PAID),
-    "OrderConfirmed": (frozenset({S.PAID}), S.CONFIRMED),
-    "OrderShipped": (frozenset({S.CONFIRMED}), S.SHIPPED),
-    "OrderCancelled": (frozenset({S.PENDING_PAYMENT, S.PAID, S.CONFIRMED}), S.CANCELLED),
-}
-
-
-class TransitionRefused(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-
-
-def next_status(current: OrderStatus | None, event: DomainEvent) -> OrderStatus:
-    """The status ``event`` moves an order in ``current`` to, or TransitionRefused."""
-    order_id = getattr(event, "order_id", "?")
-    if isinstance(event, OrderCreated):
-        if current is not None:
-            raise TransitionRefused(
-                "duplicate-order", f"order {order_id} already exists (status {current})"
-            )
-        return S.PENDING_PAYMENT
-    rule = TRANSITIONS.get(event.event_type)
-    if rule is None:
-        raise TransitionRefused("unsupported-event", f"{event.event_type} is not an order event")
-    if current is None:
-        raise TransitionRefused("unknown-order", f"{event.event_type} for unknown order {order_id}")
-    allowed, target = rule
-    if current not in allowed:
-        raise TransitionRefused(
-            "illegal-transition", f"{event.event_type} not allowed in status {current}"
-        )
-    return target
-
-
-def check_payment(total: Decimal, currency: str, event: OrderPaid) -> None:
-    if event.currency != currency or event.amount != total:
-        raise TransitionRefused(
-            "payment-mismatch",
-            f"paid {event.amount} {event.currency}, order total is {total} {currency}",
-        )
+from shopstream.groups import ORDER_STATE
 
 
 @dataclass
@@ -111,8 +48,8 @@ order_status_history: Table = OrderStatusHistory.__table__  # type: ignore[assig
 
 
 class OrderStateProjection(Projection):
-    group_id = GROUP_ID
-    topic = ORDER_TOPIC
+    group_id = ORDER_STATE.name
+    topic = ORDER_STATE.topic
     tables = (order_status_history, order_lines, orders)
 
     def apply(self, connection: Connection, batch: Sequence[Envelope]) -> list[Rejection]:
@@ -210,7 +147,7 @@ def _created_row(event: OrderCreated) -> OrderRow:
     values: dict[str, Any] = {
         "order_id": event.order_id,
         "customer_id": event.customer_id,
-        "status": S.PENDING_PAYMENT.value,
+        "status": OrderStatus.PENDING_PAYMENT.value,
         "total": event.total,
         "currency": event.currency,
         "cart_id": event.cart_id,
@@ -238,7 +175,7 @@ def _created_row(event: OrderCreated) -> OrderRow:
         }
         for number, line in enumerate(event.lines, start=1)
     ]
-    return OrderRow(values=values, status=S.PENDING_PAYMENT, is_new=True, lines=lines)
+    return OrderRow(values=values, status=OrderStatus.PENDING_PAYMENT, is_new=True, lines=lines)
 
 
 def _transition(row: OrderRow, event: DomainEvent, target: OrderStatus, at: datetime) -> None:

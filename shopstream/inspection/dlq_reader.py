@@ -16,7 +16,7 @@ from schemas import DLQ_SUFFIX, dlq_topic
 from shopstream.config import Settings
 from shopstream.inspection.cluster import DEFAULT_TIMEOUT_S, Cluster
 from shopstream.inspection.decode import InspectedMessage, format_millis
-from shopstream.inspection.offsets import Beginning, OffsetSpec
+from shopstream.inspection.offset_spec import Beginning, OffsetSpec
 from shopstream.inspection.peek import PeekRequest, peek
 
 REASON_HEADER = "dlq.reason"

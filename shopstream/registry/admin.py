@@ -116,12 +116,6 @@ def check_one(
     return SubjectStatus(subject, spec.name, None, max(versions), compatibility, "compatible")
 
 
-def check_all(
-    registry: SchemaRegistryClient, catalog: SchemaCatalog | None = None
-) -> list[SubjectStatus]:
-    return [check_one(registry, spec) for spec in (catalog or load_catalog())]
-
-
 # -- why a schema is incompatible -------------------------------------------------------
 #
 # The registry answers "incompatible" without saying why (Apicurio's compatibility test

@@ -19,7 +19,6 @@ from shopstream.db.engine import describe_db_error, normalize_url
 from shopstream.db.models import ConsumerOffset
 from shopstream.errors import ConnectionFailed
 
-PROJECT_GROUPS = ("order-state", "cart-projection", "sales-projection")
 CONNECT_TIMEOUT_S = 5
 
 CONSUMER_OFFSETS: Table = ConsumerOffset.__table__  # type: ignore[assignment]

@@ -11,7 +11,7 @@ rebuild. For each group named:
    (``Projection.tables``, children first) and the group's rows in
    ``consumer_offsets`` and ``processed_events``. No other group's rows are touched;
 3. replay the topic from the beginning with the ordinary runtime (a
-   :class:`~consumers.daemon.ConsumerDaemon` of that one group, ``until_caught_up``),
+   :class:`~consumers.runtime.daemon.ConsumerDaemon` of that one group, ``until_caught_up``),
    so the rebuilt tables are exactly what the daemon itself would have written;
 4. check that the stored offsets reached the end offsets taken before the replay
    (an interrupted replay exits 1: run the rebuild again).
@@ -31,20 +31,17 @@ from confluent_kafka import ConsumerGroupState, KafkaError, KafkaException
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from consumers.daemon import ConsumerDaemon, DaemonOptions
-from consumers.groups import projection_for
-from consumers.offsets import OffsetStore, ProcessedEvents, TopicPartitionKey
-from consumers.projection import Projection
-from consumers.runtime import RuntimeOptions, topic_end_offsets
+from consumers.projections import projection_for
+from consumers.projections.base import Projection
+from consumers.runtime.daemon import ConsumerDaemon, DaemonOptions
+from consumers.runtime.offset_store import OffsetStore, ProcessedEvents
+from consumers.runtime.runner import RuntimeOptions
 from shopstream.config import Settings
 from shopstream.db.engine import check_database, describe_db_error, make_engine
 from shopstream.errors import ConnectionFailed, ShopstreamError, UsageError
-from shopstream.kafka import (
-    METADATA_TIMEOUT_S,
-    check_broker,
-    describe_kafka_error,
-    make_admin,
-)
+from shopstream.kafka.clients import METADATA_TIMEOUT_S, check_broker, make_admin
+from shopstream.kafka.errors import describe_kafka_error
+from shopstream.kafka.offsets import TopicPartitionKey, topic_end_offsets
 from shopstream.logs import get_logger
 
 log = get_logger("shopstream.rebuild")
@@ -97,7 +94,7 @@ def rebuild_one(
     group_id = projection.group_id
     ensure_idle(settings, group_id)
     topic = settings.topic(projection.topic)
-    ends = end_offsets(settings, topic)
+    ends = _existing_topic_ends(settings, topic)
     with engine.connect() as connection:
         OffsetStore(group_id, topic).ensure_sole_topic(connection)
     reset_group(engine, projection, topic)
@@ -161,8 +158,8 @@ def ensure_idle(settings: Settings, group_id: str) -> None:
     )
 
 
-def end_offsets(settings: Settings, topic: str) -> dict[TopicPartitionKey, int]:
-    """The current end (high watermark) of every partition of ``topic``."""
+def _existing_topic_ends(settings: Settings, topic: str) -> dict[TopicPartitionKey, int]:
+    """The end offsets of every partition of ``topic``, which must exist (one-line errors)."""
     try:
         ends = topic_end_offsets(settings, topic)
     except KafkaException as exc:

@@ -16,7 +16,6 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import IO
 
 from shopstream.errors import ShopstreamError
 from shopstream.events import DomainEvent, event_from_json
@@ -123,13 +122,3 @@ def valid_events(lines: Iterable[str | bytes]) -> Iterator[DomainEvent]:
 def dumps_event(event: DomainEvent) -> str:
     """One compact JSON line (without the newline); stable for a given event."""
     return json.dumps(event.to_json(), separators=(",", ":"), ensure_ascii=False)
-
-
-def write_events(events: Iterable[DomainEvent], out: IO[str]) -> int:
-    """Write ``events`` as JSON Lines; returns how many were written."""
-    count = 0
-    for event in events:
-        out.write(dumps_event(event))
-        out.write("\n")
-        count += 1
-    return count

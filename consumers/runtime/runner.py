@@ -5,8 +5,8 @@ One :class:`GroupRunner` drives one consumer group's projection:
 1. ``consume()`` a batch (``batch_size`` messages or ``batch_wait_s``, whichever first);
 2. decode each message (undecodable → dead letter);
 3. in ONE database transaction: compare-and-set the group's next offsets
-   (:class:`~consumers.offsets.OffsetStore`), drop events whose ``event_id`` was already
-   processed, let the projection apply the rest, record their ids, and write (and
+   (:class:`~consumers.runtime.offset_store.OffsetStore`), drop events whose ``event_id`` was
+   already processed, let the projection apply the rest, record their ids, and write (and
    confirm) the dead letters — then commit;
 4. after the database commit, commit the same offsets to Kafka, so standard tools
    show the group's lag. Kafka's offsets are never read back: on assignment the
@@ -45,19 +45,20 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
-from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 
-from consumers.dlq import DeadLetter, DeadLetterWriter
-from consumers.metrics import ConsumerMetrics
-from consumers.offsets import OffsetConflict, OffsetStore, ProcessedEvents, TopicPartitionKey
-from consumers.projection import Envelope, Projection, Rejection
+from consumers.projections.base import Envelope, Projection, Rejection
+from consumers.runtime.dlq_writer import DeadLetter, DeadLetterWriter
+from consumers.runtime.metrics import ConsumerMetrics
+from consumers.runtime.offset_store import OffsetConflict, OffsetStore, ProcessedEvents
 from shopstream.config import Settings
 from shopstream.db.engine import describe_db_error
 from shopstream.errors import ConnectionFailed
 from shopstream.events import EventValidationError
-from shopstream.kafka import METADATA_TIMEOUT_S, describe_kafka_error, make_admin, make_consumer
+from shopstream.kafka.clients import make_consumer
+from shopstream.kafka.errors import describe_kafka_error
+from shopstream.kafka.offsets import TopicPartitionKey, coordinates, end_offsets, topic_end_offsets
 from shopstream.logs import get_logger
 from shopstream.serde import DecodeError, EventDeserializer, make_registry_client
 
@@ -624,39 +625,6 @@ GROUP_CHECK_INTERVAL_S = 1.0
 """How often a runner caught up on its own partitions checks the rest of the group."""
 
 
-def end_offsets(
-    settings: Settings, partitions: Sequence[TopicPartitionKey]
-) -> dict[TopicPartitionKey, int]:
-    """Current end (high watermark) offsets, in one request on an admin connection.
-
-    (The consumer's own ``get_watermark_offsets`` queues behind its long-poll fetches.)
-    """
-    admin = make_admin(settings)
-    request = {TopicPartition(t, p): OffsetSpec.latest() for t, p in partitions}  # type: ignore[no-untyped-call]
-    futures = admin.list_offsets(request, request_timeout=15)
-    return {(tp.topic, tp.partition): int(future.result().offset) for tp, future in futures.items()}
-
-
-def topic_end_offsets(settings: Settings, topic: str) -> dict[TopicPartitionKey, int] | None:
-    """Current end offsets of every partition of ``topic``; None when it does not exist.
-
-    Looked up in the full metadata, never by naming the topic: a metadata request
-    naming a missing topic can make a broker with ``auto.create.topics.enable`` create it.
-    """
-    metadata = make_admin(settings).list_topics(timeout=METADATA_TIMEOUT_S).topics.get(topic)
-    if metadata is None or metadata.error is not None:
-        return None
-    return end_offsets(settings, [(topic, partition) for partition in sorted(metadata.partitions)])
-
-
-def coordinates(message: Message) -> tuple[str, int, int]:
-    """Topic, partition and offset of a fetched (non-error) message."""
-    topic, partition, offset = message.topic(), message.partition(), message.offset()
-    if topic is None or partition is None or offset is None:
-        raise ValueError("message without coordinates")
-    return topic, partition, offset
-
-
 def _rejected_letters(batch: Sequence[Message], rejections: list[Rejection]) -> list[DeadLetter]:
     """Dead letters of the refused events, with their original messages."""
     if not rejections:
@@ -694,6 +662,3 @@ def _letter(message: Message, reason: str, error: str, event_id: str | None = No
 
 def _describe(offsets: dict[TopicPartitionKey, int]) -> dict[str, int]:
     return {f"{t}[{p}]": off for (t, p), off in sorted(offsets.items())}
-
-
-RunnerFactory = Callable[[], GroupRunner]

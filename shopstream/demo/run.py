@@ -34,33 +34,23 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from consumers.groups import GROUPS
-from consumers.offsets import OffsetStore
-from consumers.runtime import end_offsets
+from consumers.runtime.offset_store import OffsetStore
 from producers.base import EventProducer, ProducerOptions
-from producers.simulator import SimulationConfig, Simulator
-from schemas import CART_TOPIC, ORDER_TOPIC, load_catalog
+from schemas import ORDER_TOPIC, load_catalog
 from shopstream.config import Settings
 from shopstream.db.engine import make_engine
 from shopstream.db.migrate import upgrade
 from shopstream.errors import ShopstreamError
 from shopstream.events import DomainEvent
-from shopstream.kafka import (
-    DEFAULT_PARTITIONS,
-    create_topics,
-    make_producer,
-    project_topics,
-)
+from shopstream.groups import GROUP_SPECS, PROJECT_GROUPS
+from shopstream.kafka.clients import make_producer
+from shopstream.kafka.offsets import end_offsets
+from shopstream.kafka.topics import DEFAULT_PARTITIONS, create_topics, project_topics
 from shopstream.prefix import delete_prefixed_data
-from shopstream.registry import register_all
+from shopstream.registry.admin import register_all
 from shopstream.serde import make_registry_client
+from shopstream.simulation.simulator import SimulationConfig, Simulator
 from shopstream.stack import LocalStack, StackConfig
-
-GROUP_TOPICS = {
-    "order-state": ORDER_TOPIC,
-    "cart-projection": CART_TOPIC,
-    "sales-projection": ORDER_TOPIC,
-}
 
 
 @dataclass(frozen=True)
@@ -95,7 +85,7 @@ class DemoRun:
     # -- daemons -----------------------------------------------------------------
 
     def start_daemons(self) -> None:
-        for group in GROUPS:
+        for group in PROJECT_GROUPS:
             log = (self.workdir / f"{group}.log").open("ab")
             self.daemons[group] = subprocess.Popen(
                 [sys.executable, "-m", "shopstream", "consume", group, "--http-port", "0"],
@@ -107,7 +97,7 @@ class DemoRun:
             )
             log.close()
         self.console.print(
-            f"started consumer daemons: {', '.join(GROUPS)} (logs in {self.workdir})"
+            f"started consumer daemons: {', '.join(PROJECT_GROUPS)} (logs in {self.workdir})"
         )
 
     def check_daemons(self) -> None:
@@ -168,7 +158,7 @@ class DemoRun:
             raise DemoFailed("could not produce the undecodable demo messages")
 
     def wait_until_caught_up(self, engine: Engine) -> None:
-        topics = {group: self.settings.topic(topic) for group, topic in GROUP_TOPICS.items()}
+        topics = {group: self.settings.topic(spec.topic) for group, spec in GROUP_SPECS.items()}
         ends = end_offsets(
             self.settings, [(t, p) for t in set(topics.values()) for p in range(DEFAULT_PARTITIONS)]
         )
@@ -180,14 +170,14 @@ class DemoRun:
         with _progress(self.console) as progress:
             tasks = {
                 group: progress.add_task(f"{group:17s} catching up", total=totals[group])
-                for group in GROUPS
+                for group in PROJECT_GROUPS
             }
             while True:
                 self.check_daemons()
                 done = _stored_offsets(engine, topics)
                 for group, task in tasks.items():
                     progress.update(task, completed=done.get(group, 0))
-                if all(done.get(group, 0) >= totals[group] for group in GROUPS):
+                if all(done.get(group, 0) >= totals[group] for group in PROJECT_GROUPS):
                     return
                 if time.monotonic() > deadline:
                     raise DemoFailed("the consumer groups did not catch up in time")

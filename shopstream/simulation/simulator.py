@@ -219,10 +219,6 @@ class Simulator:
     def config(self) -> SimulationConfig:
         return self._config
 
-    @property
-    def catalog(self) -> ProductCatalog:
-        return self._catalog
-
     def events(self) -> Iterator[DomainEvent]:
         """A fresh run from the start: the same events every time for one config."""
         return _Shop(self._config, self._catalog).run()

@@ -26,8 +26,9 @@ no sale: only ``orders_cancelled`` grows.
 
 This group never reads ``order-state``'s tables. It keeps its own minimal order state
 (``sales_orders``, ``sales_order_lines``) and enforces the same state machine with
-:func:`consumers.order_state.next_status` and :func:`~consumers.order_state.check_payment`,
-so it refuses exactly the events ``order-state`` refuses, with the same reasons
+:func:`consumers.projections.order_state.next_status` and
+:func:`~consumers.projections.order_state.check_payment`, so it refuses exactly the events
+``order-state`` refuses, with the same reasons
 (``unknown-order``, ``duplicate-order``, ``illegal-transition``, ``payment-mismatch``).
 
 Orders are partitioned by ``order_id`` but products and customers are not: two
@@ -50,14 +51,18 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, case, select, update
 
-from consumers.order_state import OrderStatus, TransitionRefused, check_payment, next_status
-from consumers.projection import Envelope, Projection, Rejection
-from schemas import ORDER_TOPIC
+from consumers.projections.base import Envelope, Projection, Rejection
 from shopstream.db.bulk import dialect_insert, execute_rows, insert_rows, key_in
 from shopstream.db.models import CustomerStats, ProductSales, SalesOrder, SalesOrderLine
+from shopstream.domain.order import (
+    OrderStatus,
+    TransitionRefused,
+    check_payment,
+    next_status,
+)
 from shopstream.events import DomainEvent, OrderCancelled, OrderCreated, OrderPaid
+from shopstream.groups import SALES_PROJECTION
 
-GROUP_ID = "sales-projection"
 ZERO = Decimal("0.00")
 PAID_STATES = frozenset({OrderStatus.PAID, OrderStatus.CONFIRMED, OrderStatus.SHIPPED})
 
@@ -126,8 +131,8 @@ class SalesBatch:
 
 
 class SalesProjection(Projection):
-    group_id = GROUP_ID
-    topic = ORDER_TOPIC
+    group_id = SALES_PROJECTION.name
+    topic = SALES_PROJECTION.topic
     tables = (sales_order_lines, sales_orders, product_sales, customer_stats)
 
     def apply(self, connection: Connection, batch: Sequence[Envelope]) -> list[Rejection]:

@@ -1,4 +1,4 @@
-"""Kafka client factories and topic administration.
+"""Kafka client factories: producers, group consumers, assign-only readers, admin clients.
 
 Every client is built from :meth:`Settings.kafka_config` (bootstrap servers and the
 security settings passed through to librdkafka) plus the role's own settings.
@@ -6,25 +6,19 @@ security settings passed through to librdkafka) plus the role's own settings.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, TypeVar
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import AdminClient
 
-from schemas import CART_TOPIC, ORDER_TOPIC, dlq_topic
 from shopstream.config import Settings
-from shopstream.errors import ConfigError, ConnectionFailed, ShopstreamError
+from shopstream.errors import ConfigError, ConnectionFailed
+from shopstream.kafka.errors import describe_kafka_error
 
-DEFAULT_PARTITIONS = 6
 METADATA_TIMEOUT_S = 10.0
 
 ClientT = TypeVar("ClientT")
-
-
-def _log_cb(_level: int, _facility: str, _message: str) -> None:
-    """Keep librdkafka's own log lines quiet; failures surface through our errors."""
 
 
 def _quiet(conf: dict[str, Any]) -> dict[str, Any]:
@@ -114,67 +108,3 @@ def check_broker(settings: Settings, timeout: float = METADATA_TIMEOUT_S) -> Non
             f"({describe_kafka_error(exc)}); start it with 'shopstream stack up' "
             "or set KAFKA_BOOTSTRAP_SERVERS"
         ) from None
-
-
-def describe_kafka_error(exc: BaseException) -> str:
-    if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
-        error: KafkaError = exc.args[0]
-        return f"{error.name()}: {error.str()}"
-    return " ".join(str(exc).split())
-
-
-@dataclass(frozen=True)
-class TopicSpec:
-    name: str
-    partitions: int
-    replication_factor: int
-    config: dict[str, str]
-
-
-def project_topics(
-    partitions: int = DEFAULT_PARTITIONS, replication_factor: int = 1, prefix: str = ""
-) -> list[TopicSpec]:
-    """The event topics and their dead-letter topics (names prefixed with ``prefix``)."""
-    specs = []
-    for topic in (prefix + CART_TOPIC, prefix + ORDER_TOPIC):
-        specs.append(TopicSpec(topic, partitions, replication_factor, {}))
-        specs.append(TopicSpec(dlq_topic(topic), 1, replication_factor, {}))
-    return specs
-
-
-def create_topics(
-    settings: Settings, specs: Iterable[TopicSpec], timeout: float = 30.0
-) -> dict[str, str]:
-    """Create topics that do not exist yet. Returns topic → 'created' | 'exists'."""
-    check_broker(settings)
-    admin = make_admin(settings)
-    existing = set(admin.list_topics(timeout=METADATA_TIMEOUT_S).topics)
-    outcome: dict[str, str] = {}
-    wanted = []
-    for spec in specs:
-        if spec.name in existing:
-            outcome[spec.name] = "exists"
-        else:
-            wanted.append(
-                NewTopic(
-                    spec.name,
-                    num_partitions=spec.partitions,
-                    replication_factor=spec.replication_factor,
-                    config=spec.config,
-                )
-            )
-    if not wanted:
-        return outcome
-    for name, future in admin.create_topics(wanted, operation_timeout=timeout).items():
-        try:
-            future.result(timeout=timeout)
-            outcome[name] = "created"
-        except KafkaException as exc:
-            error = exc.args[0] if exc.args else None
-            if isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
-                outcome[name] = "exists"
-            else:
-                raise ShopstreamError(
-                    f"could not create topic {name}: {describe_kafka_error(exc)}"
-                ) from None
-    return outcome

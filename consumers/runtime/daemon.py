@@ -4,7 +4,7 @@ Each group gets its own thread, consumer and dead-letter producer; they share on
 database engine, one Prometheus registry and one HTTP endpoint. On SIGTERM or SIGINT
 every group finishes the batch in hand, commits, leaves the group, and the process
 exits 0 — or 1 if that takes longer than ``shutdown_timeout_s``. While the groups run,
-the garbage collector is set for streaming (:mod:`consumers.gc_tuning`).
+the garbage collector is set for streaming (:mod:`consumers.runtime.gc_tuning`).
 """
 
 from __future__ import annotations
@@ -18,17 +18,17 @@ from types import FrameType
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from consumers.gc_tuning import tuned_garbage_collector
-from consumers.groups import projection_for
-from consumers.health import HealthServer
-from consumers.metrics import ConsumerMetrics
-from consumers.offsets import OffsetStore
-from consumers.projection import Projection
-from consumers.runtime import GroupRunner, RuntimeOptions
+from consumers.projections import projection_for
+from consumers.projections.base import Projection
+from consumers.runtime.gc_tuning import tuned_garbage_collector
+from consumers.runtime.health import HealthServer
+from consumers.runtime.metrics import ConsumerMetrics
+from consumers.runtime.offset_store import OffsetStore
+from consumers.runtime.runner import GroupRunner, RuntimeOptions
 from shopstream.config import Settings
 from shopstream.db.engine import check_database, describe_db_error, make_engine
 from shopstream.errors import ShopstreamError
-from shopstream.kafka import check_broker
+from shopstream.kafka.clients import check_broker
 from shopstream.logs import get_logger
 
 log = get_logger("shopstream.daemon")

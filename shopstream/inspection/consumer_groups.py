@@ -14,8 +14,9 @@ from confluent_kafka import ConsumerGroupTopicPartitions
 
 from shopstream.config import Settings
 from shopstream.errors import ConnectionFailed, UsageError
+from shopstream.groups import PROJECT_GROUPS
 from shopstream.inspection.cluster import DEFAULT_TIMEOUT_S, Cluster, wait_for
-from shopstream.inspection.dboffsets import PROJECT_GROUPS, DbOffsets, read_db_offsets
+from shopstream.inspection.db_offsets import DbOffsets, read_db_offsets
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,13 +44,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, and_, bindparam, delete, select, update
 
-from consumers.projection import Envelope, Projection, Rejection
-from schemas import CART_TOPIC
+from consumers.projections.base import Envelope, Projection, Rejection
 from shopstream.db.bulk import execute_rows, insert_rows, key_in
 from shopstream.db.models import Cart, CartItem
 from shopstream.events import CartCheckedOut, CartItemAdded, CartItemRemoved, DomainEvent
-
-GROUP_ID = "cart-projection"
+from shopstream.groups import CART_PROJECTION
 
 carts: Table = Cart.__table__  # type: ignore[assignment]
 cart_items: Table = CartItem.__table__  # type: ignore[assignment]
@@ -91,8 +89,8 @@ class CartState:
 
 
 class CartProjection(Projection):
-    group_id = GROUP_ID
-    topic = CART_TOPIC
+    group_id = CART_PROJECTION.name
+    topic = CART_PROJECTION.topic
     tables = (cart_items, carts)
 
     def apply(self, connection: Connection, batch: Sequence[Envelope]) -> list[Rejection]:

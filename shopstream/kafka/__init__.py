@@ -1,0 +1,1 @@
+"""Kafka plumbing: client factories, topics, offset look-ups, error descriptions."""

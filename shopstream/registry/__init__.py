@@ -1,0 +1,1 @@
+"""The schema registry: administration (register, check compatibility) and read-only look-ups."""

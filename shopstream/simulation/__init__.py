@@ -1,0 +1,1 @@
+"""The shopper simulator and its product catalog: events as data, sent by the producers."""
