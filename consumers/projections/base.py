@@ -50,4 +50,8 @@ class Projection(ABC):
 
     @abstractmethod
     def apply(self, connection: Connection, batch: Sequence[Envelope]) -> list[Rejection]:
-        """Apply ``batch`` in order within the caller's transaction; return refusals."""
+        """Apply ``batch`` in order within the caller's transaction; return refusals.
+
+        The runtime may call it several times per batch, on consecutive pieces, each in
+        a savepoint that is rolled back when the database refuses it: keep no state
+        between calls (load what is needed from the database each time)."""

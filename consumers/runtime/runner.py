@@ -6,8 +6,9 @@ One :class:`GroupRunner` drives one consumer group's projection:
 2. decode each message (undecodable → dead letter);
 3. in ONE database transaction: compare-and-set the group's next offsets
    (:class:`~consumers.runtime.offset_store.OffsetStore`), drop events whose ``event_id`` was
-   already processed, let the projection apply the rest, record their ids, and write (and
-   confirm) the dead letters — then commit;
+   already processed, let the projection apply the rest (events the database refuses are
+   isolated with savepoints, :mod:`consumers.runtime.db_refusals`), record their ids, and
+   write (and confirm, within a bounded wait) the dead letters — then commit;
 4. after the database commit, commit the same offsets to Kafka, so standard tools
    show the group's lag. Kafka's offsets are never read back: on assignment the
    runner resumes from the offsets in the database (earliest when none).
@@ -29,7 +30,8 @@ two members on SQLite: 26-34k events/s with the writer thread, 40-45k without; w
 one member the two are about equal (``RuntimeOptions.background_writes``).
 
 A database that fails is retried with backoff while the partitions are paused and
-the consumer keeps polling (it stays in the group); nothing is skipped. A broker that
+the consumer keeps polling (it stays in the group); nothing is skipped. So is a batch
+whose dead letters the broker did not confirm in time. A broker that
 goes away is retried by librdkafka and reported in the logs.
 """
 
@@ -49,7 +51,15 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 
 from consumers.projections.base import Envelope, Projection, Rejection
-from consumers.runtime.dlq_writer import DeadLetter, DeadLetterWriter
+from consumers.runtime import db_refusals
+from consumers.runtime.db_refusals import RefusalIsolator, RefusedEvent
+from consumers.runtime.dlq_writer import (
+    DB_CODE,
+    DB_MESSAGE,
+    DeadLetter,
+    DeadLetterUnavailable,
+    DeadLetterWriter,
+)
 from consumers.runtime.metrics import ConsumerMetrics
 from consumers.runtime.offset_store import OffsetConflict, OffsetStore, ProcessedEvents
 from shopstream.config import Settings
@@ -145,6 +155,7 @@ class GroupRunner:
         self._stop = stop
         self._offsets = OffsetStore(self.group_id, self.topic)
         self._processed = ProcessedEvents(self.group_id, self.topic)
+        self._isolator = RefusalIsolator(projection.apply)
         self._dlq = DeadLetterWriter(settings, self.group_id)
         self._deserializer = EventDeserializer(make_registry_client(settings.registry_config()))
         self._consumer: Consumer | None = None
@@ -176,14 +187,15 @@ class GroupRunner:
         """Call ``listener(applied_envelopes, commit_wall_time)`` after each DB commit."""
         self._commit_listeners.append(listener)
 
-    def start(self) -> None:
+    def start(self, consumer: Consumer | None = None) -> None:
+        """Subscribe (with ``consumer``, when given: the tests' scripted consumer)."""
         overrides = {
             "client.id": f"shopstream-{self.group_id}",
             "session.timeout.ms": self._options.session_timeout_ms,
             "heartbeat.interval.ms": max(500, self._options.session_timeout_ms // 5),
             **self._options.consumer_overrides,
         }
-        self._consumer = make_consumer(
+        self._consumer = consumer or make_consumer(
             self.settings, self.settings.kafka_group(self.group_id), **overrides
         )
         self._consumer.subscribe(
@@ -294,6 +306,7 @@ class GroupRunner:
         self._log.warning("partitions lost", partitions=[tp.partition for tp in partitions])
 
     def _forget(self, partitions: list[TopicPartition]) -> None:
+        self._dlq.forget_partitions({(tp.topic, tp.partition) for tp in partitions})
         for tp in partitions:
             key = (tp.topic, tp.partition)
             self._expected.pop(key, None)
@@ -419,21 +432,26 @@ class GroupRunner:
             self._log.warning("offsets moved under us; re-reading them", detail=str(exc))
             self._after_failure(recover, lambda: self._resync(list(flight.decoded.moves)))
             return False
+        except DeadLetterUnavailable as exc:
+            self._retry_later(recover, "dead-letter topic unavailable", exc.message)
+            return False
         except Exception as exc:
             if not is_transient_db_error(exc):
                 raise
             self.db_ok = False
             self._metrics.db_retries.labels(self.group_id).inc()
-            backoff, error = self._backoff, describe_db_error(exc)
-            self._backoff = min(backoff * 2, self._options.backoff_max_s)
-            self._after_failure(
-                recover, lambda: self._wait_and_rewind("database unavailable", error, backoff)
-            )
+            self._retry_later(recover, "database unavailable", describe_db_error(exc))
             return False
         self.db_ok = True
         self._backoff = self._options.backoff_initial_s
         self._after_commit(flight.decoded, outcome, time.perf_counter() - flight.started)
         return True
+
+    def _retry_later(self, recover: bool, what: str, error: str) -> None:
+        """The batch was rolled back for a passing reason: pause, back off, re-read it."""
+        backoff = self._backoff
+        self._backoff = min(backoff * 2, self._options.backoff_max_s)
+        self._after_failure(recover, lambda: self._wait_and_rewind(what, error, backoff))
 
     def _after_failure(self, recover: bool, recovery: Callable[[], None]) -> None:
         """Re-read every partition from the committed offsets (:meth:`_rewind` on the next
@@ -454,15 +472,28 @@ class GroupRunner:
                 self._pending.add((topic, partition))
 
     def _apply_in_transaction(self, decoded: _Decoded) -> _Outcome:
-        """One batch, one transaction (on the writer: its thread, or this one on SQLite)."""
+        """One batch, one transaction (on the writer: its thread, or this one on SQLite).
+
+        The events the database refuses are isolated by :class:`RefusalIsolator` (with
+        savepoints) and dead-lettered like the projection's own refusals: their ids stay
+        claimed, as dead-lettered, so a re-sent copy is skipped, not dead-lettered again.
+        """
         with self._engine.begin() as connection:
             self._offsets.advance(connection, decoded.moves)
             fresh = self._claim_fresh(connection, decoded.envelopes)
-            rejections = self.projection.apply(connection, fresh) if fresh else []
+            outcome = self._isolator.apply_batch(connection, fresh)
+            refused = [
+                Rejection(r.envelope, db_refusals.REASON, str(r.refusal)) for r in outcome.refused
+            ]
+            rejections = outcome.rejections + refused
             rejected_ids = {r.envelope.event.event_id for r in rejections}
             if rejected_ids:
                 self._processed.mark_dead_lettered(connection, rejected_ids)
-            self._dlq.write_all(decoded.letters + _rejected_letters(decoded.source, rejections))
+            letters = decoded.letters + _rejected_letters(
+                decoded.source, outcome.rejections, outcome.refused
+            )
+            self._dlq.write_all(letters)
+        self._dlq.forget(letters)
         applied = [env for env in fresh if env.event.event_id not in rejected_ids]
         return _Outcome(applied, rejections, len(decoded.envelopes) - len(fresh), time.time())
 
@@ -625,23 +656,42 @@ GROUP_CHECK_INTERVAL_S = 1.0
 """How often a runner caught up on its own partitions checks the rest of the group."""
 
 
-def _rejected_letters(batch: Sequence[Message], rejections: list[Rejection]) -> list[DeadLetter]:
-    """Dead letters of the refused events, with their original messages."""
-    if not rejections:
+def _rejected_letters(
+    batch: Sequence[Message], rejections: list[Rejection], refused: list[RefusedEvent]
+) -> list[DeadLetter]:
+    """Dead letters of the events the projection or the database refused, with their
+    original messages (and the database's code and message in headers)."""
+    if not rejections and not refused:
         return []
     messages = {coordinates(m): m for m in batch}
-    return [
-        _letter(
-            messages[(r.envelope.topic, r.envelope.partition, r.envelope.offset)],
-            r.reason,
-            r.detail,
-            r.envelope.event.event_id,
-        )
+
+    def message_of(env: Envelope) -> Message:
+        return messages[(env.topic, env.partition, env.offset)]
+
+    letters = [
+        _letter(message_of(r.envelope), r.reason, r.detail, r.envelope.event.event_id)
         for r in rejections
     ]
+    letters += [
+        _letter(
+            message_of(r.envelope),
+            db_refusals.REASON,
+            str(r.refusal),
+            r.envelope.event.event_id,
+            details=((DB_CODE, r.refusal.code), (DB_MESSAGE, r.refusal.message)),
+        )
+        for r in refused
+    ]
+    return letters
 
 
-def _letter(message: Message, reason: str, error: str, event_id: str | None = None) -> DeadLetter:
+def _letter(
+    message: Message,
+    reason: str,
+    error: str,
+    event_id: str | None = None,
+    details: tuple[tuple[str, str], ...] = (),
+) -> DeadLetter:
     topic, partition, offset = coordinates(message)
     headers = message.headers() or []
     pairs = headers.items() if isinstance(headers, dict) else headers
@@ -657,6 +707,7 @@ def _letter(message: Message, reason: str, error: str, event_id: str | None = No
         reason=reason,
         error=error,
         event_id=event_id,
+        details=details,
     )
 
 

@@ -37,6 +37,16 @@ class Commands(LazyGroup):
             "Run consumer groups until SIGTERM/SIGINT; or 'rebuild GROUP' to replay one.",
         ),
         Lazy(
+            "serve",
+            "shopstream.cli.serve:serve",
+            "The cart/order/product HTTP API (OpenAPI docs at /docs) and its outbox relay.",
+        ),
+        Lazy(
+            "relay",
+            "shopstream.cli.serve:relay",
+            "The outbox relay alone: publish the services' outbox to Kafka until SIGTERM/SIGINT.",
+        ),
+        Lazy(
             "demo",
             "shopstream.cli.demo:demo",
             "The whole pipeline on the local default, end to end (stack, daemons, simulator).",

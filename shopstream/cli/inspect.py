@@ -327,3 +327,59 @@ def dlq_cmd(
         return
     for table in render.dlq_tables(report):
         console.print(table)
+
+
+# -- the services' outbox ------------------------------------------------------------
+
+
+@app.command("outbox")
+def outbox_cmd(
+    ctx: typer.Context,
+    fmt: FormatOpt = OutputFormat.table,
+    sample: Annotated[
+        int, typer.Option(min=1, help="Lag over this many most recently sent rows.")
+    ] = 1000,
+) -> None:
+    """The services' outbox: pending rows, and the relay's commit → Kafka lag."""
+    from sqlalchemy import inspect as inspect_db
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from shopstream.db.engine import describe_db_error
+    from shopstream.errors import ConnectionFailed
+    from shopstream.events import now_utc
+    from shopstream.inspection.db_offsets import read_only_engine
+    from shopstream.services.outbox import stats
+
+    settings = settings_from(ctx)
+    engine = read_only_engine(settings.database_url)
+    if engine is None:
+        raise UsageError(f"no database at {settings.masked()['DATABASE_URL']}")
+    try:
+        if not inspect_db(engine).has_table("service_outbox"):
+            raise UsageError("the database has no outbox table (no 'shopstream serve' ran on it)")
+        with engine.connect() as connection:
+            found = stats(connection, now_utc(), sample)
+    except SQLAlchemyError as exc:
+        raise ConnectionFailed(f"cannot read the outbox: {describe_db_error(exc)}") from None
+    finally:
+        engine.dispose()
+    data = {
+        "pending": found.pending,
+        "oldest_pending_age_s": found.oldest_pending_age_s,
+        "sent": found.sent,
+        "lag_sample": found.lag_sample,
+        "lag_p50_s": found.lag_p50_s,
+        "lag_p99_s": found.lag_p99_s,
+        "lag_max_s": found.lag_max_s,
+        "last_sent_at": found.last_sent_at.isoformat() if found.last_sent_at else None,
+    }
+    if fmt is OutputFormat.json:
+        print_json(data)
+        return
+    from rich.table import Table
+
+    table = Table("outbox", "value", title="services outbox (commit → Kafka acknowledged)")
+    for name, value in data.items():
+        shown = "-" if value is None else (f"{value:.3f}" if isinstance(value, float) else value)
+        table.add_row(name, str(shown))
+    console.print(table)

@@ -26,7 +26,7 @@ from shopstream.cli.context import console, err_console, settings_from
 from shopstream.cli.options import STDIN, TopicPrefix
 from shopstream.cli.params import finite
 from shopstream.cli.progress import PROGRESS_EVERY, RunSummary, print_run_summary, progress_bar
-from shopstream.errors import UsageError
+from shopstream.errors import ConnectionFailed, ShopstreamError, UsageError
 from shopstream.events import DomainEvent
 from shopstream.jsonl import dumps_event
 from shopstream.simulation.simulator import SimulationConfig, Simulator, invalid_kind
@@ -193,6 +193,18 @@ def simulate(
         ),
     ] = None,
     topic_prefix: TopicPrefix = None,
+    via_api: Annotated[
+        str | None,
+        typer.Option(
+            "--via-api",
+            metavar="URL",
+            help="Send the shoppers' actions as HTTP requests to 'shopstream serve' at URL "
+            "(e.g. http://127.0.0.1:8000) instead of straight to Kafka.",
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=1024, help="With --via-api: requests in flight at once.")
+    ] = 16,
 ) -> None:
     """Realistic shoppers: carts, checkouts, orders, payments, cancellations.
 
@@ -206,6 +218,11 @@ def simulate(
     config = SimulationConfig(
         customers=customers, orders=limits.orders, seed=chosen_seed, invalid_rate=invalid_rate
     )
+    if via_api is not None:
+        if output is not None or produce:
+            raise UsageError("--via-api sends to the service; leave out --output and --produce")
+        _via_api(Simulator(config), limits, via_api, concurrency, chosen_seed)
+        return
     send = output is None if produce is None else produce
     if not send and output is None:
         raise UsageError("--no-produce needs --output (otherwise the events go nowhere)")
@@ -230,6 +247,39 @@ def simulate(
         report.raise_if_failed()
     if interrupted:
         raise typer.Exit(INTERRUPTED_EXIT)
+
+
+def _via_api(
+    simulator: Simulator, limits: RunLimits, url: str, concurrency: int, seed: int
+) -> None:
+    """Drive ``shopstream serve`` at ``url``; exit 1 if any request went wrong."""
+    import httpx
+
+    from shopstream.services.api_client import ApiDriver
+
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"--via-api needs an http:// or https:// URL, got {url!r}")
+    try:
+        httpx.get(f"{url.rstrip('/')}/readyz", timeout=5).raise_for_status()
+    except httpx.HTTPError as exc:
+        raise ConnectionFailed(f"the service at {url} is not ready: {exc}") from None
+    events = paced(until(simulator.events(), limits.duration_s), limits.rate, time.sleep)
+    report = ApiDriver(url, concurrency, seed=seed).run(events)
+    statuses = ", ".join(
+        f"{count:,} x {status}" for status, count in sorted(report.by_status.items())
+    )
+    rate = len(report.outcomes) / report.seconds if report.seconds else 0.0
+    console.print(
+        f"sent {len(report.outcomes):,} requests to {url} in {report.seconds:.1f} s "
+        f"({rate:,.0f}/s): {statuses}; retried {report.retried:,}"
+    )
+    console.print(f"seed: {seed} (the same --seed gives the same requests and keys)")
+    if report.unexpected:
+        first = report.unexpected[0]
+        raise ShopstreamError(
+            f"{len(report.unexpected)} requests went wrong, e.g. {first.call.method} "
+            f"{first.call.path} -> {first.status or 'no answer'}"
+        )
 
 
 def _run(

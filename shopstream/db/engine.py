@@ -69,7 +69,7 @@ def check_database(engine: Engine) -> None:
         ) from None
 
 
-def _libpq_url(sqlalchemy_url: str) -> str:
+def libpq_url(sqlalchemy_url: str) -> str:
     """A SQLAlchemy PostgreSQL URL as psycopg's own connection string."""
     url = make_url(sqlalchemy_url).set(drivername="postgresql")
     return url.render_as_string(hide_password=False)
@@ -77,7 +77,7 @@ def _libpq_url(sqlalchemy_url: str) -> str:
 
 def create_postgres_database(server_url: str, name: str) -> str:
     """Create database ``name`` on the server of ``server_url``; return its URL."""
-    with psycopg.connect(_libpq_url(server_url), autocommit=True) as conn:
+    with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = make_url(server_url).set(drivername="postgresql+psycopg", database=name)
     return url.render_as_string(hide_password=False)
@@ -85,6 +85,6 @@ def create_postgres_database(server_url: str, name: str) -> str:
 
 def drop_postgres_database(server_url: str, name: str) -> None:
     """Drop database ``name`` (and its sessions) on the server of ``server_url``."""
-    with psycopg.connect(_libpq_url(server_url), autocommit=True) as conn:
+    with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
         drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
         conn.execute(drop.format(sql.Identifier(name)))

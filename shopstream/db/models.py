@@ -17,6 +17,10 @@ so every value a valid event carries fits; sums over history (a cart's subtotal,
 product's revenue, a customer's spend) and counts of units or orders are wider
 (``Money(SUM_PRECISION)``, ``BigInteger``) than one event's values.
 
+The shop's services (:mod:`shopstream.services`) own the ``service_*`` tables, the
+write side: products, carts and orders as the service sees them, the transactional
+outbox and the idempotency keys. No projection reads or writes them.
+
 Child rows (order lines, history, cart items) carry their parent's key but no foreign
 key constraint: each projection is the only writer of its tables and writes parents
 first in the same transaction (see migration 0002 for the measured cost of the checks).
@@ -27,7 +31,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, Integer, String
+from sqlalchemy import BigInteger, Index, Integer, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shopstream.db.types import Money, UtcDateTime
@@ -199,3 +203,106 @@ class SalesOrderLine(Base):
     sku: Mapped[str] = mapped_column(SKU_TYPE)
     quantity: Mapped[int] = mapped_column(Integer)
     unit_price: Mapped[Decimal] = mapped_column(Money())
+
+
+# -- services (write side) -----------------------------------------------------------
+
+
+class ServiceProduct(Base):
+    """The catalog the services sell from (seeded from the simulator's catalog)."""
+
+    __tablename__ = "service_products"
+
+    sku: Mapped[str] = mapped_column(String(100), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    category: Mapped[str] = mapped_column(String(100))
+    price: Mapped[Decimal] = mapped_column(Money())
+    currency: Mapped[str] = mapped_column(String(3))
+
+
+class ServiceCart(Base):
+    __tablename__ = "service_carts"
+
+    cart_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20))  # OPEN | CHECKED_OUT
+    currency: Mapped[str] = mapped_column(String(3))
+    order_id: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class ServiceCartItem(Base):
+    __tablename__ = "service_cart_items"
+
+    cart_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    sku: Mapped[str] = mapped_column(String(100), primary_key=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[Decimal] = mapped_column(Money())
+
+
+class ServiceOrder(Base):
+    __tablename__ = "service_orders"
+
+    order_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(100))
+    cart_id: Mapped[str | None] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20))
+    total: Mapped[Decimal] = mapped_column(Money())
+    currency: Mapped[str] = mapped_column(String(3))
+    payment_id: Mapped[str | None] = mapped_column(String(100))
+    carrier: Mapped[str | None] = mapped_column(String(100))
+    tracking_number: Mapped[str | None] = mapped_column(String(100))
+    cancel_reason: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class ServiceOrderLine(Base):
+    __tablename__ = "service_order_lines"
+
+    order_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    line_no: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sku: Mapped[str] = mapped_column(String(100))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[Decimal] = mapped_column(Money())
+
+
+class OutboxRow(Base):
+    """One event waiting for (or done with) the relay; ``sent_at`` NULL means pending.
+
+    ``payload`` is the event's JSON (:meth:`shopstream.events.Event.to_json`), so the
+    relay rebuilds the very event (same ``event_id`` and ``occurred_at``) to encode.
+    """
+
+    __tablename__ = "service_outbox"
+    __table_args__ = (
+        Index(
+            "ix_service_outbox_pending",
+            "id",
+            postgresql_where=text("sent_at IS NULL"),
+            sqlite_where=text("sent_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    aggregate_id: Mapped[str] = mapped_column(String(100))
+    event_type: Mapped[str] = mapped_column(String(50))
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class IdempotencyKey(Base):
+    """A client's ``Idempotency-Key`` and the first response given for it."""
+
+    __tablename__ = "service_idempotency_keys"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)

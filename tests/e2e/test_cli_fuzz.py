@@ -660,6 +660,25 @@ SIMULATE_CASES = [
     case("simulate", "--topic-prefix", "bad prefix/", "--orders", "1"),
     case("simulate", "--orders", "1"),  # valid: nothing answers
     case("simulate", "extra"),
+    case("simulate", "--via-api", "ftp://127.0.0.1:1"),
+    case("simulate", "--via-api", "http://127.0.0.1:1"),  # valid: nothing answers
+    case("simulate", "--via-api", "http://127.0.0.1:1", "--output", "x.jsonl"),
+    *(case("simulate", "--via-api", "http://127.0.0.1:1", "--concurrency", c) for c in ["0", "x"]),
+]
+
+SERVICES_CASES = [
+    *(case("serve", "--port", p) for p in ["x", "-1", "65536", "1e3"]),
+    *(case("serve", "--relay-batch", n) for n in ["0", "-1", "x"]),
+    *(case("serve", "--shutdown-timeout", t) for t in ["-1", *FLOATS_THAT_ARE_NOT]),
+    *(case("serve", "--workers", n) for n in ["0", "65", "x"]),
+    case("serve", "--relay", "yes"),
+    case("serve"),  # valid: nothing answers
+    case("serve", "--no-relay"),  # valid: nothing answers
+    *(case("relay", "--http-port", p) for p in ["x", "-2", "65536"]),
+    *(case("relay", "--batch", n) for n in ["0", "x"]),
+    case("relay"),  # valid: nothing answers
+    case("inspect", "outbox", "--sample", "0"),
+    case("inspect", "outbox"),  # valid: nothing answers
 ]
 
 CONSUME_CASES = [
@@ -777,6 +796,7 @@ ALL_CASES = [
     *DB_CASES,
     *PRODUCE_CASES,
     *SIMULATE_CASES,
+    *SERVICES_CASES,
     *CONSUME_CASES,
     *INSPECT_CASES,
     *QUERY_CASES,
@@ -843,6 +863,8 @@ CONSOLE_CASES = [
     case("inspect", "topics", "--timeout", "0.2"),
     case("query", "carts", "--abandoned-after", "5x"),
     case("demo", "--orders", "0"),
+    case("serve", "--port", "65536"),
+    case("relay", "--batch", "0"),
 ]
 
 

@@ -3,9 +3,10 @@
 While the simulator's events are produced, with two daemons per group so that
 partitions move: ``kill -9`` daemons at random instants many times, stop and restart
 the Kafka broker, stop and restart PostgreSQL, re-produce a slice of events already
-sent, and send a few undecodable messages. At the end every read model must equal
-the reference model, the DLQ must hold exactly the invalid events, and the summary
-(printed) must say lost = 0 and applied twice = 0.
+sent, and send a few undecodable messages. Every 50th customer's carts and orders are
+poison (a trigger refuses their rows: dead-lettered as ``db-rejected``). At the end
+every read model must equal the reference model, the DLQ must hold exactly the invalid
+and the poison events, and the summary (printed) must say lost = 0 and applied twice = 0.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from shopstream.stack import LocalStack
 from tests.conftest import StackEndpoints
 from tests.support.faults import FaultRun, simulated_events
 from tests.support.pipeline import BackgroundProducer, produce
+from tests.support.poison import refuse_customers
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -50,7 +52,9 @@ def test_every_fault_at_once(
     run: FaultRun, local_stack: LocalStack, capsys: pytest.CaptureFixture[str]
 ) -> None:
     rng = random.Random(2026)
-    events = simulated_events(orders=2500, customers=700, seed=21, invalid_rate=0.02)
+    events = refuse_customers(
+        simulated_events(orders=2500, customers=700, seed=21, invalid_rate=0.02), every=50
+    )
     run.produced = list(events)
     producer = BackgroundProducer(run.settings, events, rate=1200).start()
     daemons = [run.daemon([group]).start() for group in GROUPS for _ in range(DAEMONS_PER_GROUP)]

@@ -29,6 +29,7 @@ from shopstream.kafka.clients import make_producer
 from shopstream.simulation.simulator import SimulationConfig, Simulator
 from tests.support.daemons import Daemon, cli_env, run_until_caught_up
 from tests.support.pipeline import create_project_topics, dead_letters
+from tests.support.poison import install_refusal_trigger
 from tests.support.reference import (
     APPLIED,
     dump_group,
@@ -48,6 +49,11 @@ DECODE_REASONS = {
 }
 
 
+POISONED_TABLES = ("carts", "orders", "sales_orders")
+"""Tables that refuse the rows of REFUSED_CUSTOMER in every fault run (a no-op for
+runs whose events never name that customer)."""
+
+
 def simulated_events(
     orders: int, customers: int, seed: int, invalid_rate: float
 ) -> list[DomainEvent]:
@@ -63,6 +69,7 @@ class GroupReport:
     expected_applied: int
     applied: int
     dead_lettered_expected: int
+    db_rejected_expected: int
     dead_letters_distinct: int
     dead_letters_total: int
     lost: int
@@ -87,6 +94,8 @@ class FaultRun:
         create_project_topics(self.settings)
         self.engine = make_engine(self.settings.database_url)
         upgrade(self.engine)
+        for table in POISONED_TABLES:
+            install_refusal_trigger(self.engine, table)
         return self
 
     @property
@@ -167,6 +176,9 @@ class FaultRun:
                 f"dead letters by event id differ: {len(set(by_event) - expected.rejected)} extra, "
                 f"{len(expected.rejected - set(by_event))} missing"
             )
+        wrong = [r for r in letters if r.event_id and r.reason != expected.reasons.get(r.event_id)]
+        if wrong:
+            problems.append(f"{len(wrong)} dead letters with another reason than the reference's")
         undecodable = {(r.topic, r.partition, r.offset) for r in letters if not r.event_id}
         wanted_garbage = set(self.garbage) if group != "cart-projection" else set()
         if undecodable != wanted_garbage:
@@ -176,6 +188,7 @@ class FaultRun:
             expected_applied=len(want_applied),
             applied=len(got_applied),
             dead_lettered_expected=len(expected.rejected) + len(wanted_garbage),
+            db_rejected_expected=sum(1 for r in expected.reasons.values() if r == "db-rejected"),
             dead_letters_distinct=len(by_event) + len(undecodable),
             dead_letters_total=len(letters),
             lost=len(want_applied - got_applied),
@@ -206,7 +219,8 @@ class FaultRun:
             lines.append(
                 f"  {r.group:17s} applied {r.applied}/{r.expected_applied}, dead-lettered "
                 f"{r.dead_letters_distinct}/{r.dead_lettered_expected} "
-                f"({r.dead_letters_total} DLQ messages), lost {r.lost}, applied twice "
+                f"({r.dead_letters_total} DLQ messages, {r.db_rejected_expected} db-rejected), "
+                f"lost {r.lost}, applied twice "
                 f"{r.applied_twice}, tables {'== reference' if not r.table_problems else 'DIFFER'}"
             )
         return "\n".join(lines)

@@ -15,6 +15,11 @@ Usage::
 of one aggregate's events matters (they share a partition); events of other topics
 are ignored. Re-sent events (an ``event_id`` seen before) are skipped, like the
 runtime does: the first copy wins, whether it was applied or refused.
+
+The database refuses carts and orders of :data:`~tests.support.poison.REFUSED_CUSTOMER`
+when the test installed its trigger (the fault suite does): the event that would
+create one is dead-lettered as ``db-rejected``, and the cart's or order's later events
+then refer to an unknown cart or order.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from shopstream.events import (
     OrderPaid,
     OrderShipped,
 )
+from tests.support.poison import REFUSED_CUSTOMER
 
 Row = dict[str, Any]
 Tables = dict[str, list[Row]]
@@ -134,6 +140,8 @@ def check_order_event(status: str | None, event: DomainEvent, total: Decimal, cu
     if isinstance(event, OrderCreated):
         if status is not None:
             raise Refused("duplicate-order")
+        if event.customer_id == REFUSED_CUSTOMER:
+            raise Refused("db-rejected")
         return "PENDING_PAYMENT"
     if status is None:
         raise Refused("unknown-order")
@@ -243,6 +251,8 @@ def expected_carts(events: Iterable[DomainEvent]) -> Expected:
         if cart is None:
             if not isinstance(event, CartItemAdded):
                 raise Refused("unknown-cart")
+            if event.customer_id == REFUSED_CUSTOMER:
+                raise Refused("db-rejected")
             cart = {
                 "cart_id": event.cart_id,
                 "customer_id": event.customer_id,

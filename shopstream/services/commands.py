@@ -1,0 +1,451 @@
+"""The services' commands and queries, checked against the service's own tables.
+
+Each command runs inside the caller's transaction (see
+:mod:`shopstream.services.transactions`): it reads what it needs, locking the
+aggregate's row (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's single writer
+serializes anyway), checks the command, and only then writes the new state and returns
+the events to put in the outbox. A refusal (:class:`Refused`) is raised before anything
+is written, so a refused command never changes state nor emits an event.
+
+Values are checked by the typed events' own validation (names the field, 422): a
+command builds its events before it writes. Prices come from ``service_products``,
+never from the client. Order transitions follow the order state machine that the
+``order-state`` group enforces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, Row, Table, delete, select, update
+
+from shopstream.db.bulk import dialect_insert
+from shopstream.db.models import (
+    ServiceCart,
+    ServiceCartItem,
+    ServiceOrder,
+    ServiceOrderLine,
+    ServiceProduct,
+)
+from shopstream.domain.order import OrderStatus, TransitionRefused, check_payment, next_status
+from shopstream.events import (
+    CartCheckedOut,
+    CartItemAdded,
+    CartItemRemoved,
+    DomainEvent,
+    OrderCancelled,
+    OrderConfirmed,
+    OrderCreated,
+    OrderLine,
+    OrderPaid,
+    OrderShipped,
+    new_event_id,
+)
+from shopstream.simulation.simulator import ProductCatalog
+
+products: Table = ServiceProduct.__table__  # type: ignore[assignment]
+carts: Table = ServiceCart.__table__  # type: ignore[assignment]
+cart_items: Table = ServiceCartItem.__table__  # type: ignore[assignment]
+orders: Table = ServiceOrder.__table__  # type: ignore[assignment]
+order_lines: Table = ServiceOrderLine.__table__  # type: ignore[assignment]
+
+OPEN = "OPEN"
+CHECKED_OUT = "CHECKED_OUT"
+ZERO = Decimal("0.00")
+
+
+class Refused(Exception):
+    """A command the current state does not allow: 404 (unknown aggregate) or 409
+    (with the aggregate's current state)."""
+
+    def __init__(
+        self, status: int, reason: str, detail: str, state: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.status = status
+        self.reason = reason
+        self.detail = detail
+        self.state = state
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": self.reason, "detail": self.detail}
+        if self.state is not None:
+            body["state"] = self.state
+        return body
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a command answers, and the events its transaction puts in the outbox."""
+
+    status: int
+    body: dict[str, Any]
+    events: Sequence[DomainEvent] = field(default_factory=tuple)
+
+
+def _money(value: Decimal) -> str:
+    return str(value.quantize(Decimal("0.01")))
+
+
+def _time(value: datetime) -> str:
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# -- products ------------------------------------------------------------------------
+
+
+def seed_products(connection: Connection, catalog: ProductCatalog) -> int:
+    """Insert the catalog's products that are missing; returns how many were added."""
+    statement = (
+        dialect_insert(connection, products).on_conflict_do_nothing().returning(products.c.sku)
+    )
+    added = 0
+    for product in catalog.products:
+        added += len(
+            connection.execute(
+                statement.values(
+                    sku=product.sku,
+                    name=product.name,
+                    category=product.category,
+                    price=product.price,
+                    currency=catalog.currency,
+                )
+            ).all()
+        )
+    return added
+
+
+def _product_view(row: Row[Any]) -> dict[str, Any]:
+    return {
+        "sku": row.sku,
+        "name": row.name,
+        "category": row.category,
+        "price": _money(row.price),
+        "currency": row.currency,
+    }
+
+
+def list_products(connection: Connection) -> list[dict[str, Any]]:
+    return [_product_view(row) for row in connection.execute(select(products).order_by("sku"))]
+
+
+def get_product(connection: Connection, sku: str) -> dict[str, Any]:
+    row = connection.execute(select(products).where(products.c.sku == sku)).one_or_none()
+    if row is None:
+        raise Refused(404, "unknown-product", f"no product {sku}")
+    return _product_view(row)
+
+
+# -- carts ---------------------------------------------------------------------------
+
+
+def _cart_row(connection: Connection, cart_id: str, *, lock: bool) -> Row[Any] | None:
+    query = select(carts).where(carts.c.cart_id == cart_id)
+    return connection.execute(query.with_for_update() if lock else query).one_or_none()
+
+
+def _cart_view(connection: Connection, cart: Row[Any]) -> dict[str, Any]:
+    items = connection.execute(
+        select(cart_items).where(cart_items.c.cart_id == cart.cart_id).order_by(cart_items.c.sku)
+    ).all()
+    subtotal = sum((item.unit_price * item.quantity for item in items), ZERO)
+    return {
+        "cart_id": cart.cart_id,
+        "customer_id": cart.customer_id,
+        "status": cart.status,
+        "currency": cart.currency,
+        "order_id": cart.order_id,
+        "items": [
+            {"sku": item.sku, "quantity": item.quantity, "unit_price": _money(item.unit_price)}
+            for item in items
+        ],
+        "subtotal": _money(subtotal),
+    }
+
+
+def get_cart(connection: Connection, cart_id: str) -> dict[str, Any]:
+    cart = _cart_row(connection, cart_id, lock=False)
+    if cart is None:
+        raise Refused(404, "unknown-cart", f"no cart {cart_id}")
+    return _cart_view(connection, cart)
+
+
+def _open_cart(connection: Connection, cart: Row[Any], command: str) -> None:
+    if cart.status != OPEN:
+        raise Refused(
+            409,
+            "cart-checked-out",
+            f"cannot {command}: cart {cart.cart_id} is {cart.status}",
+            _cart_view(connection, cart),
+        )
+
+
+def add_item(
+    connection: Connection, now: datetime, cart_id: str, customer_id: str, sku: str, quantity: int
+) -> Result:
+    product = connection.execute(select(products).where(products.c.sku == sku)).one_or_none()
+    if product is None:
+        raise Refused(404, "unknown-product", f"no product {sku}")
+    event = CartItemAdded(
+        cart_id=cart_id,
+        customer_id=customer_id,
+        sku=sku,
+        quantity=quantity,
+        unit_price=product.price,
+        currency=product.currency,
+        occurred_at=now,
+    )
+    connection.execute(
+        dialect_insert(connection, carts)
+        .values(
+            cart_id=cart_id,
+            customer_id=customer_id,
+            status=OPEN,
+            currency=product.currency,
+            order_id=None,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing()
+    )
+    cart = _cart_row(connection, cart_id, lock=True)
+    assert cart is not None  # inserted above or already there
+    _open_cart(connection, cart, "add items")
+    if cart.customer_id != customer_id or cart.currency != product.currency:
+        which = "customer" if cart.customer_id != customer_id else "currency"
+        raise Refused(
+            409,
+            f"cart-{which}-mismatch",
+            f"cart {cart_id} belongs to another {which}",
+            _cart_view(connection, cart),
+        )
+    held = connection.execute(
+        select(cart_items.c.quantity).where(
+            cart_items.c.cart_id == cart_id, cart_items.c.sku == sku
+        )
+    ).scalar_one_or_none()
+    if held is None:
+        connection.execute(
+            cart_items.insert().values(
+                cart_id=cart_id, sku=sku, quantity=quantity, unit_price=product.price
+            )
+        )
+    else:
+        connection.execute(
+            update(cart_items)
+            .where(cart_items.c.cart_id == cart_id, cart_items.c.sku == sku)
+            .values(quantity=held + quantity)
+        )
+    connection.execute(update(carts).where(carts.c.cart_id == cart_id).values(updated_at=now))
+    cart = _cart_row(connection, cart_id, lock=False)
+    assert cart is not None
+    return Result(200, _cart_view(connection, cart), (event,))
+
+
+def remove_item(
+    connection: Connection, now: datetime, cart_id: str, sku: str, quantity: int | None
+) -> Result:
+    cart = _cart_row(connection, cart_id, lock=True)
+    if cart is None:
+        raise Refused(404, "unknown-cart", f"no cart {cart_id}")
+    _open_cart(connection, cart, "remove items")
+    held = connection.execute(
+        select(cart_items.c.quantity).where(
+            cart_items.c.cart_id == cart_id, cart_items.c.sku == sku
+        )
+    ).scalar_one_or_none()
+    if held is None:
+        raise Refused(404, "not-in-cart", f"cart {cart_id} holds no {sku}")
+    removing = held if quantity is None else quantity
+    event = CartItemRemoved(
+        cart_id=cart_id, customer_id=cart.customer_id, sku=sku, quantity=removing, occurred_at=now
+    )
+    if removing > held:
+        raise Refused(
+            409,
+            "remove-too-many",
+            f"cart {cart_id} holds {held} of {sku}, cannot remove {removing}",
+            _cart_view(connection, cart),
+        )
+    where = (cart_items.c.cart_id == cart_id, cart_items.c.sku == sku)
+    if removing == held:
+        connection.execute(delete(cart_items).where(*where))
+    else:
+        connection.execute(update(cart_items).where(*where).values(quantity=held - removing))
+    connection.execute(update(carts).where(carts.c.cart_id == cart_id).values(updated_at=now))
+    cart = _cart_row(connection, cart_id, lock=False)
+    assert cart is not None
+    return Result(200, _cart_view(connection, cart), (event,))
+
+
+def checkout(connection: Connection, now: datetime, cart_id: str, order_id: str | None) -> Result:
+    """Close the cart and create its order: CartCheckedOut, then OrderCreated."""
+    cart = _cart_row(connection, cart_id, lock=True)
+    if cart is None:
+        raise Refused(404, "unknown-cart", f"no cart {cart_id}")
+    _open_cart(connection, cart, "check out")
+    items = connection.execute(
+        select(cart_items).where(cart_items.c.cart_id == cart_id).order_by(cart_items.c.sku)
+    ).all()
+    if not items:
+        raise Refused(409, "empty-cart", f"cart {cart_id} is empty", _cart_view(connection, cart))
+    order_id = order_id or new_event_id()
+    lines = tuple(OrderLine(item.sku, item.quantity, item.unit_price) for item in items)
+    created = OrderCreated(
+        order_id=order_id,
+        customer_id=cart.customer_id,
+        lines=lines,
+        total=sum((line.amount for line in lines), ZERO),
+        currency=cart.currency,
+        cart_id=cart_id,
+        occurred_at=now,
+    )
+    checked_out = CartCheckedOut(
+        cart_id=cart_id, customer_id=cart.customer_id, order_id=order_id, occurred_at=now
+    )
+    inserted = connection.execute(
+        dialect_insert(connection, orders)
+        .values(
+            order_id=order_id,
+            customer_id=cart.customer_id,
+            cart_id=cart_id,
+            status=OrderStatus.PENDING_PAYMENT.value,
+            total=created.total,
+            currency=created.currency,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing()
+        .returning(orders.c.order_id)
+    )
+    if inserted.first() is None:
+        raise Refused(
+            409, "order-exists", f"order {order_id} already exists", get_order(connection, order_id)
+        )
+    connection.execute(
+        order_lines.insert(),
+        [
+            {
+                "order_id": order_id,
+                "line_no": number,
+                "sku": line.sku,
+                "quantity": line.quantity,
+                "unit_price": line.unit_price,
+            }
+            for number, line in enumerate(created.lines, start=1)
+        ],
+    )
+    connection.execute(
+        update(carts)
+        .where(carts.c.cart_id == cart_id)
+        .values(status=CHECKED_OUT, order_id=order_id, updated_at=now)
+    )
+    return Result(201, get_order(connection, order_id), (checked_out, created))
+
+
+# -- orders --------------------------------------------------------------------------
+
+
+def _order_row(connection: Connection, order_id: str, *, lock: bool) -> Row[Any] | None:
+    query = select(orders).where(orders.c.order_id == order_id)
+    return connection.execute(query.with_for_update() if lock else query).one_or_none()
+
+
+def _order_view(connection: Connection, order: Row[Any]) -> dict[str, Any]:
+    lines = connection.execute(
+        select(order_lines)
+        .where(order_lines.c.order_id == order.order_id)
+        .order_by(order_lines.c.line_no)
+    ).all()
+    return {
+        "order_id": order.order_id,
+        "customer_id": order.customer_id,
+        "cart_id": order.cart_id,
+        "status": order.status,
+        "total": _money(order.total),
+        "currency": order.currency,
+        "lines": [
+            {"sku": line.sku, "quantity": line.quantity, "unit_price": _money(line.unit_price)}
+            for line in lines
+        ],
+        "payment_id": order.payment_id,
+        "carrier": order.carrier,
+        "tracking_number": order.tracking_number,
+        "cancel_reason": order.cancel_reason,
+        "created_at": _time(order.created_at),
+        "updated_at": _time(order.updated_at),
+    }
+
+
+def get_order(connection: Connection, order_id: str) -> dict[str, Any]:
+    order = _order_row(connection, order_id, lock=False)
+    if order is None:
+        raise Refused(404, "unknown-order", f"no order {order_id}")
+    return _order_view(connection, order)
+
+
+OrderTransition = OrderPaid | OrderConfirmed | OrderShipped | OrderCancelled
+
+
+def transition(connection: Connection, now: datetime, event: OrderTransition) -> Result:
+    """Apply an order event (paid, confirmed, shipped, cancelled) if the machine allows."""
+    order = _order_row(connection, event.order_id, lock=True)
+    if order is None:
+        raise Refused(404, "unknown-order", f"no order {event.order_id}")
+    try:
+        target = next_status(OrderStatus(order.status), event)
+        if isinstance(event, OrderPaid):
+            check_payment(order.total, order.currency, event)
+    except TransitionRefused as exc:
+        raise Refused(409, exc.reason, exc.detail, _order_view(connection, order)) from None
+    values: dict[str, Any] = {"status": target.value, "updated_at": now}
+    if isinstance(event, OrderPaid):
+        values["payment_id"] = event.payment_id
+    elif isinstance(event, OrderShipped):
+        values.update(carrier=event.carrier, tracking_number=event.tracking_number)
+    elif isinstance(event, OrderCancelled):
+        values["cancel_reason"] = event.reason
+    connection.execute(update(orders).where(orders.c.order_id == event.order_id).values(values))
+    order = _order_row(connection, event.order_id, lock=False)
+    assert order is not None
+    return Result(200, _order_view(connection, order), (event,))
+
+
+def pay(
+    connection: Connection,
+    now: datetime,
+    order_id: str,
+    payment_id: str,
+    amount: Decimal,
+    currency: str | None,
+) -> Result:
+    if currency is None:
+        order = _order_row(connection, order_id, lock=False)
+        currency = order.currency if order is not None else "EUR"
+    event = OrderPaid(
+        order_id=order_id, payment_id=payment_id, amount=amount, currency=currency, occurred_at=now
+    )
+    return transition(connection, now, event)
+
+
+def confirm(connection: Connection, now: datetime, order_id: str) -> Result:
+    return transition(connection, now, OrderConfirmed(order_id=order_id, occurred_at=now))
+
+
+def ship(
+    connection: Connection, now: datetime, order_id: str, carrier: str, tracking_number: str
+) -> Result:
+    event = OrderShipped(
+        order_id=order_id, carrier=carrier, tracking_number=tracking_number, occurred_at=now
+    )
+    return transition(connection, now, event)
+
+
+def cancel(connection: Connection, now: datetime, order_id: str, reason: str) -> Result:
+    return transition(
+        connection, now, OrderCancelled(order_id=order_id, reason=reason, occurred_at=now)
+    )
