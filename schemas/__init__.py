@@ -153,3 +153,23 @@ def load_catalog(avro_dir: Path = AVRO_DIR) -> SchemaCatalog:
 def dlq_topic(topic: str) -> str:
     """The dead-letter topic of ``topic``: ``order-events`` → ``order-events.dlq``."""
     return f"{topic}{DLQ_SUFFIX}"
+
+
+def avro_type_text(avro_type: Any) -> str:
+    """A short, readable form of an Avro type."""
+    if isinstance(avro_type, str):
+        return avro_type
+    if isinstance(avro_type, list):
+        branches = [avro_type_text(t) for t in avro_type if t != "null"]
+        text = " | ".join(branches)
+        return f"{text}?" if "null" in avro_type else text
+    logical = avro_type.get("logicalType")
+    if logical == "decimal":
+        return f"decimal({avro_type['precision']},{avro_type['scale']})"
+    if logical:
+        return str(logical)
+    if avro_type.get("type") == "array":
+        return f"array<{avro_type_text(avro_type['items'])}>"
+    if avro_type.get("type") == "record":
+        return str(avro_type["name"])
+    return str(avro_type.get("type"))

@@ -2,6 +2,7 @@
 # Make this checkout ready to run and test shopstream. Safe to run again and again:
 #   - .venv with Python 3.11, `pip install -e .[dev]` only when pyproject.toml changed
 #   - PostgreSQL server binaries (Debian's initdb/pg_ctl), installed when missing and root
+#   - Chromium (Debian's) for the console's browser tests, installed when missing and root
 #   - checks for Java (17+ for Kafka, 21+ for Apicurio Registry) and Maven
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -34,8 +35,17 @@ stamp=.venv/.shopstream-install.sha256
 wanted="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$wanted" ]; then
     say "installing shopstream and its dev dependencies (pyproject.toml changed)"
-    .venv/bin/python -m pip install -q -e '.[dev]'
+    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 .venv/bin/python -m pip install -q -e '.[dev]'
     echo "$wanted" >"$stamp"
+fi
+
+# -- Chromium (the console's browser tests drive Debian's build; Playwright never downloads one) --
+if ! have chromium; then
+    if apt_install chromium; then
+        say "installed Chromium ($(chromium --version 2>/dev/null | head -n1))"
+    else
+        warn "Chromium not found; the console's browser tests skip: sudo apt-get install chromium"
+    fi
 fi
 
 # -- PostgreSQL (for `stack up --postgres` and the tests) ------------------------------

@@ -12,33 +12,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
-from schemas import load_catalog
+from schemas import avro_type_text, load_catalog
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 START = "<!-- event-catalog:start -->"
 END = "<!-- event-catalog:end -->"
-
-
-def type_text(avro_type: Any) -> str:
-    """A short, readable form of an Avro type."""
-    if isinstance(avro_type, str):
-        return avro_type
-    if isinstance(avro_type, list):
-        branches = [type_text(t) for t in avro_type if t != "null"]
-        text = " | ".join(branches)
-        return f"{text}?" if "null" in avro_type else text
-    logical = avro_type.get("logicalType")
-    if logical == "decimal":
-        return f"decimal({avro_type['precision']},{avro_type['scale']})"
-    if logical:
-        return str(logical)
-    if avro_type.get("type") == "array":
-        return f"array<{type_text(avro_type['items'])}>"
-    if avro_type.get("type") == "record":
-        return str(avro_type["name"])
-    return str(avro_type.get("type"))
 
 
 def catalog_markdown() -> str:
@@ -55,14 +34,14 @@ def catalog_markdown() -> str:
         lines.append("| --- | --- | --- |")
         for field in spec.schema["fields"]:
             lines.append(
-                f"| `{field['name']}` | {type_text(field['type'])} | {field.get('doc', '')} |"
+                f"| `{field['name']}` | {avro_type_text(field['type'])} | {field.get('doc', '')} |"
             )
             if isinstance(field["type"], dict) and field["type"].get("type") == "array":
                 items = field["type"]["items"]
                 if isinstance(items, dict) and items.get("type") == "record":
                     for sub in items["fields"]:
                         lines.append(
-                            f"| `{field['name']}[].{sub['name']}` | {type_text(sub['type'])} "
+                            f"| `{field['name']}[].{sub['name']}` | {avro_type_text(sub['type'])} "
                             f"| {sub.get('doc', '')} |"
                         )
         lines.append("")

@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     schema_registry_basic_auth_user_info: SecretStr | None = None
     schema_registry_ssl_ca_location: str | None = None
 
+    shopstream_console_token: SecretStr | None = Field(
+        default=None,
+        description="token the web console asks for; needed to listen beyond loopback",
+    )
+
     shopstream_topic_prefix: str = Field(
         default="",
         pattern=r"^[A-Za-z0-9._-]*$",

@@ -71,6 +71,16 @@ class Commands(LazyGroup):
             "Read-only views: topics, decoded events, consumer groups and lag, schemas, DLQs.",
         ),
         Lazy(
+            "dlq",
+            "shopstream.cli.dlq:app",
+            "Dead letters: re-produce them to their topic.",
+        ),
+        Lazy(
+            "console",
+            "shopstream.cli.console_cmd:console",
+            "The live web console: pipeline, lag, shop, dead letters, order timelines, schemas.",
+        ),
+        Lazy(
             "query",
             "shopstream.cli.query:app",
             "Ask the read models: orders, carts, sales, customers.",

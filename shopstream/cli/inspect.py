@@ -35,6 +35,7 @@ from shopstream.inspection.dlq_reader import read_dead_letters
 from shopstream.inspection.offset_spec import End, OffsetSpec, parse_offset_spec
 from shopstream.inspection.peek import MessageFilter, PeekRequest, peek
 from shopstream.inspection.reader import ReadPlan
+from shopstream.inspection.timeline import order_timeline
 from shopstream.inspection.topic_info import describe_topic, list_topics
 from shopstream.registry.lookup import RegistryBrowser
 from shopstream.serde import make_registry_client
@@ -383,3 +384,31 @@ def outbox_cmd(
         shown = "-" if value is None else (f"{value:.3f}" if isinstance(value, float) else value)
         table.add_row(name, str(shown))
     console.print(table)
+
+
+# -- one order's timeline ----------------------------------------------------------------
+
+
+@app.command("order")
+def order_cmd(
+    ctx: typer.Context,
+    order_id: Annotated[str, typer.Argument(help="The order id (the key of order-events).")],
+    window: Annotated[
+        int | None,
+        typer.Option(
+            "--window",
+            min=1,
+            help="Read at most the last N offsets of each partition (default: all of it).",
+        ),
+    ] = None,
+    fmt: FormatOpt = OutputFormat.table,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
+) -> None:
+    """One order's timeline: its events across cart and order topics and their DLQs, in
+    order, beside its database row; flags where they disagree."""
+    timeline = order_timeline(settings_from(ctx), order_id, window=window, timeout=timeout)
+    if fmt is OutputFormat.json:
+        print_json(timeline.to_json())
+        return
+    for part in render.timeline_tables(timeline):
+        console.print(part, highlight=False)

@@ -306,3 +306,28 @@ class IdempotencyKey(Base):
     status_code: Mapped[int] = mapped_column(Integer)
     response: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+
+
+# -- operator tools --------------------------------------------------------------------
+
+
+class DlqRedrive(Base):
+    """A dead letter re-produced to its original topic by ``dlq redrive`` (once each).
+
+    Keyed by the dead letter's coordinates; ``event_id`` is the new id the redriven
+    event carries, ``topic``/``partition``/``offset`` where it landed.
+    """
+
+    __tablename__ = "dlq_redrives"
+
+    dlq_topic: Mapped[str] = mapped_column(String(249), primary_key=True)
+    dlq_partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dlq_offset: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    group_id: Mapped[str | None] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(String(100))
+    original_event_id: Mapped[str | None] = mapped_column(String(64))
+    event_id: Mapped[str] = mapped_column(String(64))
+    topic: Mapped[str] = mapped_column(String(249))
+    partition: Mapped[int] = mapped_column(Integer)
+    offset: Mapped[int] = mapped_column(BigInteger)
+    redriven_at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -51,9 +51,11 @@ class ReadPlan:
 class TopicReader:
     """An assign-only consumer; use as a context manager (it closes the consumer)."""
 
-    def __init__(self, settings: Settings, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(
+        self, settings: Settings, timeout: float = DEFAULT_TIMEOUT_S, **overrides: Any
+    ) -> None:
         self.timeout = timeout
-        self._consumer: Consumer = make_reader(settings)
+        self._consumer: Consumer = make_reader(settings, **overrides)
         self._closed = False
 
     def __enter__(self) -> TopicReader:
@@ -66,6 +68,17 @@ class TopicReader:
         if not self._closed:
             self._closed = True
             self._consumer.close()
+
+    def load_metadata(self) -> None:
+        """Fetch every topic's metadata now. A consumer asks for a topic's metadata when
+        it is first assigned, and waits up to a second for it; a reader about to read
+        partitions of several topics one after the other saves that wait each time."""
+        try:
+            self._consumer.list_topics(timeout=self.timeout)
+        except KafkaException as exc:
+            raise ConnectionFailed(
+                f"metadata request failed: {describe_kafka_error(exc)}"
+            ) from None
 
     # -- where to start -------------------------------------------------------
 

@@ -21,6 +21,7 @@ from rich.text import Text
 from shopstream.inspection.consumer_groups import GroupInfo, GroupLag
 from shopstream.inspection.decode import InspectedMessage, format_millis
 from shopstream.inspection.dlq_reader import DlqReport
+from shopstream.inspection.timeline import Timeline
 from shopstream.inspection.topic_info import TopicDetail, TopicSummary
 from shopstream.registry.lookup import SubjectInfo
 from shopstream.terminal import cell, json_safe, printable
@@ -291,3 +292,64 @@ def dlq_tables(report: DlqReport) -> list[RenderableType]:
             )
         tables.append(detail)
     return tables
+
+
+def timeline_tables(timeline: Timeline) -> list[RenderableType]:
+    """The order's events and dead letters, its database row, and the findings."""
+    heading = f"order {timeline.order_id}" + (
+        f" (cart {timeline.cart_id})" if timeline.cart_id else ""
+    )
+    events = Table(title=heading, title_justify="left")
+    for name in ("time", "where", "type"):
+        events.add_column(name)
+    events.add_column("event id", min_width=36, overflow="fold")
+    events.add_column("groups")
+    events.add_column("note")
+    for entry in timeline.entries:
+        message = entry.message
+        groups = ", ".join(f"{group}: {outcome}" for group, outcome in entry.groups.items())
+        note = ""
+        if entry.dead_letter is not None:
+            letter = entry.dead_letter
+            note = f"{letter.reason} by {_dash(letter.group)}: {_dash(letter.error)}"
+        elif message.problem is not None:
+            note = f"undecodable: {message.problem.reason}"
+        events.add_row(
+            _dash(message.timestamp),
+            entry.coordinates,
+            ("DLQ " if entry.kind == "dead-letter" else "") + _dash(message.event_type),
+            _dash(entry.event_id),
+            groups or "-",
+            note or "-",
+        )
+    out: list[RenderableType] = [events]
+    database = timeline.database
+    row = Table("column", "value", title="orders row", title_justify="left")
+    if database.note is not None:
+        row.add_row("-", database.note)
+    elif database.order is None:
+        row.add_row("-", "no row in orders")
+    else:
+        for name, value in database.order.items():
+            row.add_row(name, _dash(value))
+    change = timeline.last_change
+    if change is not None:
+        where = (
+            f"{change.topic}:{change.partition}@{change.offset}"
+            if change.offset is not None
+            else "not found in the topic"
+        )
+        row.add_row("last changed by", f"{change.event_type} {change.event_id} at {where}")
+    for (group, topic, partition), offset in sorted(database.offsets.items()):
+        row.add_row(f"{group} offset", f"{topic}:{partition} next {offset}")
+    out.append(row)
+    if timeline.findings:
+        out.append("[bold red]disagreements:[/]")
+        out.extend(f"  [red]•[/] {finding}" for finding in timeline.findings)
+    elif database.note is None:
+        out.append("[green]topics and database agree[/]")
+    reads = ", ".join(
+        f"{read.topic}:{read.partition} [{read.start}, {read.end})" for read in timeline.reads
+    )
+    out.append(f"[dim]read {reads} in {timeline.seconds:.3f}s[/]")
+    return out

@@ -34,6 +34,8 @@ HEAVY = (
 COMMANDS = [
     "simulate",
     "consume",
+    "serve",
+    "relay",
     "demo",
     "config",
     "stack",
@@ -42,6 +44,8 @@ COMMANDS = [
     "db",
     "produce",
     "inspect",
+    "dlq",
+    "console",
     "query",
 ]
 

@@ -1,0 +1,1 @@
+"""The live web console: pipeline, lag, shop, dead letters, order timelines, schemas."""
