@@ -34,6 +34,7 @@ from shopstream.errors import ShopstreamError, UsageError
 from shopstream.events import DomainEvent
 from shopstream.kafka.clients import METADATA_TIMEOUT_S, check_broker, make_admin, make_producer
 from shopstream.kafka.errors import describe_kafka_error
+from shopstream.registry.admin import check_registry
 from shopstream.serde import EncodedEvent, EventSerializer, make_registry_client
 
 DEFAULT_CLOSE_TIMEOUT_S = 60.0
@@ -190,6 +191,7 @@ class EventProducer:
 
     def _check_ready(self) -> None:
         check_broker(self._settings)
+        check_registry(self._settings)
         self._serializer.prepare()
         if self._options.check_topics:
             self._check_topics()

@@ -29,6 +29,9 @@ DEFAULT_KAFKA_PORT = 9092
 DEFAULT_REGISTRY_PORT = 8081
 DEFAULT_REGISTRY_URL = f"http://localhost:{DEFAULT_REGISTRY_PORT}/apis/ccompat/v7"
 MASK = "****"
+POSTGRES_CONNECT_TIMEOUT_S = 5
+POSTGRES_KEEPALIVE_INTERVAL_S = 5
+POSTGRES_KEEPALIVE_COUNT = 3
 
 
 def default_cache_dir() -> Path:
@@ -48,6 +51,22 @@ class Settings(BaseSettings):
     )
     database_url: str = Field(
         default="sqlite:///shopstream.db", description="SQLAlchemy URL of the read models"
+    )
+
+    database_statement_timeout_ms: int = Field(
+        default=60_000,
+        ge=0,
+        description="PostgreSQL: statement_timeout of every connection, in ms (0: none). "
+        "Keeps a hung database from stalling a consumer past Kafka's max.poll.interval.ms "
+        "(300 s): the statement fails and the batch is retried. Migrations and "
+        "'consume rebuild' lift it for their own long statements.",
+    )
+    database_keepalives_idle_s: int = Field(
+        default=10,
+        ge=1,
+        description="PostgreSQL: seconds a connection may be idle before TCP keepalive "
+        "probes start (then every 5 s, 3 probes; unacknowledged writes give up after "
+        "the same total), so a vanished server or network is noticed in about 25 s.",
     )
 
     kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
@@ -176,6 +195,21 @@ class Settings(BaseSettings):
         if self.schema_registry_ssl_ca_location:
             conf["ssl.ca.location"] = self.schema_registry_ssl_ca_location
         return conf
+
+    def postgres_connect_args(self) -> dict[str, Any]:
+        """psycopg/libpq connection parameters: connect timeout, statement timeout and
+        TCP keepalives (see ``database_statement_timeout_ms``, ``database_keepalives_idle_s``)."""
+        idle = self.database_keepalives_idle_s
+        return {
+            "connect_timeout": POSTGRES_CONNECT_TIMEOUT_S,
+            "options": f"-c statement_timeout={self.database_statement_timeout_ms}",
+            "keepalives": 1,
+            "keepalives_idle": idle,
+            "keepalives_interval": POSTGRES_KEEPALIVE_INTERVAL_S,
+            "keepalives_count": POSTGRES_KEEPALIVE_COUNT,
+            "tcp_user_timeout": 1000
+            * (idle + POSTGRES_KEEPALIVE_INTERVAL_S * POSTGRES_KEEPALIVE_COUNT),
+        }
 
     def topic(self, name: str) -> str:
         """The physical topic of logical topic ``name`` (``SHOPSTREAM_TOPIC_PREFIX`` + name)."""

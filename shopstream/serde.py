@@ -201,7 +201,9 @@ class EventDeserializer:
         try:
             registered = self._registry.get_schema(schema_id)
         except SchemaRegistryError as exc:
-            if exc.http_status_code == 404:
+            # Only the registry's own 40403 dead-letters; a bare 404 (a proxy, a wrong
+            # path) is retried like an outage, never taken as "this id does not exist".
+            if is_not_found(exc, SCHEMA_NOT_FOUND):
                 raise DecodeError(
                     "unknown-schema-id", f"schema id {schema_id} is not in the registry", schema_id
                 ) from None
@@ -290,6 +292,17 @@ def _full_name(raw: Any, schema_id: int) -> str:
     name = str(raw.get("name", ""))
     namespace = raw.get("namespace")
     return name if "." in name or not namespace else f"{namespace}.{name}"
+
+
+SUBJECT_NOT_FOUND = 40401
+SCHEMA_NOT_FOUND = 40403
+"""Confluent error codes of a 404 that names a missing subject, or schema id. Any other
+404 (no error code) comes from something that is not the registry's API: a wrong URL."""
+
+
+def is_not_found(exc: SchemaRegistryError, error_code: int) -> bool:
+    """A registry's own "not found" answer with ``error_code`` (never a bare 404)."""
+    return exc.http_status_code == 404 and exc.error_code == error_code
 
 
 def make_registry_client(conf: Mapping[str, str | int]) -> SchemaRegistryClient:

@@ -27,9 +27,11 @@ from consumers.runtime.offset_store import OffsetStore
 from consumers.runtime.runner import GroupRunner, RuntimeOptions
 from shopstream.config import Settings
 from shopstream.db.engine import check_database, describe_db_error, make_engine
-from shopstream.errors import ShopstreamError
+from shopstream.errors import ConnectionFailed, ShopstreamError, UsageError
 from shopstream.kafka.clients import check_broker
+from shopstream.kafka.topics import existing_topics
 from shopstream.logs import get_logger
+from shopstream.registry.admin import check_registry
 
 log = get_logger("shopstream.daemon")
 
@@ -67,7 +69,7 @@ class ConsumerDaemon:
         self._options = options
         self._stop = threading.Event()
         self._metrics = ConsumerMetrics()
-        self._engine = make_engine(settings.database_url)
+        self._engine = make_engine(settings.database_url, settings=settings)
         self._workers: list[_Worker] = []
         self._http: HealthServer | None = None
 
@@ -82,8 +84,11 @@ class ConsumerDaemon:
         """Start every group, wait for a signal (or catch-up), stop them. Exit code."""
         projections = [projection_for(name) for name in self._groups]
         check_broker(self._settings)
+        self._check_registry()
         check_database(self._engine)
-        self._check_topics(projections)
+        self._check_sole_topic(projections)
+        if self._runtime.until_caught_up:
+            self._check_topics_exist(projections)
         self._start_http()
         for projection in projections:
             runner = GroupRunner(
@@ -115,7 +120,7 @@ class ConsumerDaemon:
                 self._http.stop()
             self._engine.dispose()
 
-    def _check_topics(self, projections: Sequence[Projection]) -> None:
+    def _check_sole_topic(self, projections: Sequence[Projection]) -> None:
         """Refuse (one line) a database that holds a group for another topic prefix."""
         try:
             with self._engine.connect() as connection:
@@ -128,14 +133,36 @@ class ConsumerDaemon:
                 "(is the database migrated? 'shopstream db upgrade')"
             ) from None
 
+    def _check_registry(self) -> None:
+        """A misconfigured registry stops the daemon before it reads anything (a wrong
+        URL would otherwise make every event look like an unknown schema); one that does
+        not answer yet is an outage: the groups wait for it when they decode."""
+        try:
+            check_registry(self._settings)
+        except ConnectionFailed as exc:
+            log.warning("schema registry not answering; events wait for it", error=exc.message)
+
+    def _check_topics_exist(self, projections: Sequence[Projection]) -> None:
+        """``--until-caught-up`` on a topic that does not exist would wait forever."""
+        topics = {self._settings.topic(p.topic) for p in projections}
+        missing = sorted(topics - existing_topics(self._settings))
+        if missing:
+            raise UsageError(
+                f"topic {', '.join(missing)} does not exist, nothing to catch up with; "
+                "create it with 'shopstream topics create' (check SHOPSTREAM_TOPIC_PREFIX)"
+            )
+
     def _work(self, worker: _Worker) -> None:
         try:
             worker.runner.run()
         except BaseException as exc:  # reported by the main thread, then the process stops
             worker.error = exc
-            log.error(
-                "group failed", group=worker.runner.group_id, error=f"{type(exc).__name__}: {exc}"
-            )
+            if not isinstance(exc, ShopstreamError):  # expected ones: the one error line
+                log.error(
+                    "group failed",
+                    group=worker.runner.group_id,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
         finally:
             worker.runner.close()
 

@@ -37,12 +37,18 @@ from consumers.runtime.daemon import ConsumerDaemon, DaemonOptions
 from consumers.runtime.offset_store import OffsetStore, ProcessedEvents
 from consumers.runtime.runner import RuntimeOptions
 from shopstream.config import Settings
-from shopstream.db.engine import check_database, describe_db_error, make_engine
+from shopstream.db.engine import (
+    check_database,
+    describe_db_error,
+    lift_statement_timeout,
+    make_engine,
+)
 from shopstream.errors import ConnectionFailed, ShopstreamError, UsageError
 from shopstream.kafka.clients import METADATA_TIMEOUT_S, check_broker, make_admin
 from shopstream.kafka.errors import describe_kafka_error
 from shopstream.kafka.offsets import TopicPartitionKey, topic_end_offsets
 from shopstream.logs import get_logger
+from shopstream.registry.admin import check_registry
 
 log = get_logger("shopstream.rebuild")
 
@@ -74,9 +80,10 @@ def rebuild_groups(settings: Settings, groups: Sequence[str], runtime: RuntimeOp
         raise UsageError("name the group to rebuild: shopstream consume rebuild GROUP")
     projections = [projection_for(name) for name in dict.fromkeys(groups)]
     check_broker(settings)
+    check_registry(settings)
     for projection in projections:
         ensure_idle(settings, projection.group_id)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, settings=settings)
     try:
         check_database(engine)
         for projection in projections:
@@ -146,13 +153,13 @@ def _is_group_not_found(exc: KafkaException) -> bool:
     return isinstance(error, KafkaError) and code is not None and error.code() == code
 
 
-def ensure_idle(settings: Settings, group_id: str) -> None:
+def ensure_idle(settings: Settings, group_id: str, action: str = "rebuild") -> None:
     """Raise RebuildRefused unless the group has no live member."""
     activity = group_activity(settings, group_id)
     if activity.idle:
         return
     raise RebuildRefused(
-        f"refusing to rebuild {group_id}: consumer group {activity.kafka_group} has "
+        f"refusing to {action} {group_id}: consumer group {activity.kafka_group} has "
         f"{activity.members} live member(s) (state {activity.state}); stop its "
         "'shopstream consume' daemons first (a killed daemon leaves after its session timeout)"
     )
@@ -174,14 +181,23 @@ def _existing_topic_ends(settings: Settings, topic: str) -> dict[TopicPartitionK
 
 
 def reset_group(engine: Engine, projection: Projection, topic: str) -> None:
-    """Empty the group's tables and its offsets and processed ids of ``topic`` (the
-    real name, prefix included), in one transaction."""
+    """Empty the group's offsets and processed ids of ``topic`` (the real name, prefix
+    included) and its tables, in one transaction.
+
+    Offsets first: that fences a member still writing (a zombie past its session). Its
+    batch's transaction starts with a compare-and-set of those very rows, so on
+    PostgreSQL either it committed before (the delete waits for its row locks, and
+    the statements after the delete see its rows, which go too), or its
+    compare-and-set comes later and finds no row: it fails and rolls back. Deleting
+    the tables first would miss the rows of a transaction that commits in between.
+    """
     try:
         with engine.begin() as connection:
-            for table in projection.tables:
-                connection.execute(table.delete())
+            lift_statement_timeout(connection)  # a large group's tables take a while
             OffsetStore(projection.group_id, topic).reset(connection)
             ProcessedEvents(projection.group_id, topic).reset(connection)
+            for table in projection.tables:
+                connection.execute(table.delete())
     except SQLAlchemyError as exc:
         raise ShopstreamError(
             f"cannot reset {projection.group_id}: {describe_db_error(exc)} "

@@ -46,7 +46,14 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 
@@ -64,11 +71,17 @@ from consumers.runtime.metrics import ConsumerMetrics
 from consumers.runtime.offset_store import OffsetConflict, OffsetStore, ProcessedEvents
 from shopstream.config import Settings
 from shopstream.db.engine import describe_db_error
-from shopstream.errors import ConnectionFailed
+from shopstream.errors import ConnectionFailed, ShopstreamError
 from shopstream.events import EventValidationError
 from shopstream.kafka.clients import make_consumer
-from shopstream.kafka.errors import describe_kafka_error
-from shopstream.kafka.offsets import TopicPartitionKey, coordinates, end_offsets, topic_end_offsets
+from shopstream.kafka.errors import describe_kafka_error, is_transient_kafka_error
+from shopstream.kafka.offsets import (
+    TopicPartitionKey,
+    coordinates,
+    end_offsets,
+    offset_bounds,
+    topic_end_offsets,
+)
 from shopstream.logs import get_logger
 from shopstream.serde import DecodeError, EventDeserializer, make_registry_client
 
@@ -193,6 +206,9 @@ class GroupRunner:
             "client.id": f"shopstream-{self.group_id}",
             "session.timeout.ms": self._options.session_timeout_ms,
             "heartbeat.interval.ms": max(500, self._options.session_timeout_ms // 5),
+            # a position outside the partition is reported (see _out_of_range), never
+            # silently moved to the start or the end
+            "auto.offset.reset": "error",
             **self._options.consumer_overrides,
         }
         self._consumer = consumer or make_consumer(
@@ -275,20 +291,21 @@ class GroupRunner:
         keys = [(tp.topic, tp.partition) for tp in partitions]
         self._ever_assigned = True
         try:
-            with self._engine.begin() as connection:
-                stored = self._offsets.load(connection, keys)
+            stored = self._stored_positions(keys)
         except Exception as exc:
-            if not is_transient_db_error(exc):
+            if not (is_transient_db_error(exc) or is_transient_kafka_error(exc)):
                 raise
             self._log.warning(
-                "database unavailable at assignment; partitions paused",
-                error=describe_db_error(exc),
+                "offsets cannot be read at assignment; partitions paused",
+                error=_describe_transient(exc),
             )
             consumer.incremental_assign(partitions)
             consumer.pause(partitions)
             self._pending.update(keys)
             return
-        consumer.incremental_assign([TopicPartition(t, p, stored[(t, p)]) for t, p in keys])
+        consumer.incremental_assign(
+            [TopicPartition(t, p, _position(stored[(t, p)])) for t, p in keys]
+        )
         self._expected.update(stored)
         self._next.update(stored)
         self._log.info("partitions assigned", partitions=_describe(stored))
@@ -319,25 +336,51 @@ class GroupRunner:
         consumer = self._require_consumer()
         keys = sorted(self._pending)
         try:
-            with self._engine.begin() as connection:
-                stored = self._offsets.load(connection, keys)
+            stored = self._stored_positions(keys)
         except Exception as exc:
-            if not is_transient_db_error(exc):
-                raise
-            self.db_ok = False
-            return
+            if is_transient_db_error(exc):
+                self.db_ok = False
+                return
+            if is_transient_kafka_error(exc):
+                return
+            raise
         self.db_ok = True
-        tps = [TopicPartition(t, p, stored[(t, p)]) for t, p in keys]
+        tps = [TopicPartition(t, p, _position(stored[(t, p)])) for t, p in keys]
+        # Assigned again at their offsets, not seeked: a partition assigned without an
+        # offset and paused at once never starts fetching, and a seek on it fails
+        # (_STATE, "Erroneous state") on every loop.
         try:
-            for tp in tps:
-                consumer.seek(tp)
-        except KafkaException:
-            return  # not fetchable yet; try again on the next loop
-        consumer.resume(tps)
+            consumer.incremental_unassign([TopicPartition(t, p) for t, p in keys])
+            consumer.incremental_assign(tps)
+            consumer.resume(tps)
+        except KafkaException as exc:
+            self._log.warning("paused partitions not resumed yet", error=describe_kafka_error(exc))
+            return
         self._pending.difference_update(keys)
         self._expected.update(stored)
         self._next.update(stored)
         self._log.info("paused partitions resumed", partitions=_describe(stored))
+
+    def _stored_positions(self, keys: list[TopicPartitionKey]) -> dict[TopicPartitionKey, int]:
+        """The next offsets in the database for newly owned partitions, checked against
+        each partition's bounds in Kafka (read after them: an end only grows).
+
+        Raises :class:`StaleOffsets` when one no longer fits its partition, instead of
+        letting the consumer silently jump to the start or the end.
+        """
+        with self._engine.begin() as connection:
+            stored = self._offsets.load(connection, keys)
+        bounds = with_retries(
+            "reading partition bounds", lambda: offset_bounds(self.settings, keys), self._stop
+        )
+        stale = {
+            key: (offset, *bounds[key])
+            for key, offset in stored.items()
+            if offset > bounds[key][1] or 0 < offset < bounds[key][0]
+        }
+        if stale:
+            raise StaleOffsets(self.group_id, stale)
+        return stored
 
     # -- one batch --------------------------------------------------------------
 
@@ -346,11 +389,38 @@ class GroupRunner:
         for message in messages:
             error = message.error()
             if error is not None:
+                if error.code() == KafkaError._AUTO_OFFSET_RESET:
+                    self._out_of_range(message)
+                    continue
                 self._on_kafka_error(error)
                 continue
             if self._still_expected(message):
                 accepted.append(message)
         return accepted
+
+    def _out_of_range(self, message: Message) -> None:
+        """The position is outside the partition (the consumer never resets it on its
+        own: ``auto.offset.reset=error``). A partition the group never read starts at
+        its first offset; any other stops the group: retention deleted events it had
+        not applied, or the topic was recreated."""
+        consumer = self._require_consumer()
+        topic, partition = message.topic(), message.partition()
+        if topic is None or partition is None:
+            raise KafkaException(message.error())
+        key = (topic, partition)
+        offset = self._next.get(key)
+        if offset is None:
+            return  # no longer ours
+        if offset == 0:
+            try:
+                consumer.seek(TopicPartition(topic, partition, OFFSET_BEGINNING))
+            except KafkaException:
+                self._pending.add(key)  # not fetchable yet: _sync_pending seeks it later
+            return
+        low, high = with_retries(
+            "reading partition bounds", lambda: offset_bounds(self.settings, [key]), self._stop
+        )[key]
+        raise StaleOffsets(self.group_id, {key: (offset, low, high)})
 
     def _on_kafka_error(self, error: KafkaError) -> None:
         if error.code() == KafkaError._PARTITION_EOF:
@@ -567,9 +637,28 @@ class GroupRunner:
         )
 
     def _resync(self, keys: list[TopicPartitionKey]) -> None:
+        """After a conflict: re-read the partitions' offsets (retried while the database
+        is briefly unavailable; if it stays down, the partitions wait paused, as at an
+        assignment, until :meth:`_sync_pending` can read them)."""
         consumer = self._require_consumer()
-        with self._engine.begin() as connection:
-            stored = self._offsets.load(connection, keys)
+
+        def load() -> dict[TopicPartitionKey, int]:
+            with self._engine.begin() as connection:
+                return self._offsets.load(connection, keys)
+
+        try:
+            stored = with_retries("re-reading offsets", load, self._stop)
+        except Exception as exc:
+            if not is_transient_db_error(exc):
+                raise
+            self.db_ok = False
+            owned = [key for key in keys if key in self._expected]
+            consumer.pause([TopicPartition(t, p) for t, p in owned])
+            for key in owned:
+                self._expected.pop(key, None)
+                self._next.pop(key, None)
+            self._pending.update(owned)
+            return
         for key, offset in stored.items():
             if key in self._expected:
                 self._expected[key] = offset
@@ -582,12 +671,20 @@ class GroupRunner:
 
     def _is_caught_up(self, positions: dict[TopicPartitionKey, int]) -> bool:
         """Every owned partition's position (committed, or read) at its end offset seen
-        when it was first checked."""
-        if not self._ever_assigned or self._pending or not positions:
+        when it was first checked. True for a member that owns no partition (more
+        members than partitions, or not assigned yet): the group check decides."""
+        if self._pending:
             return False
         unknown = [key for key in positions if key not in self._end_at_start]
         if unknown:
-            self._end_at_start.update(end_offsets(self.settings, unknown))
+            try:
+                ends = with_retries(
+                    "reading end offsets", lambda: end_offsets(self.settings, unknown), self._stop
+                )
+            except KafkaException as exc:
+                self._log.warning("cannot read end offsets yet", error=describe_kafka_error(exc))
+                return False
+            self._end_at_start.update(ends)
         return all(next_offset >= self._end_at_start[key] for key, next_offset in positions.items())
 
     def _group_caught_up(self) -> bool:
@@ -605,7 +702,11 @@ class GroupRunner:
         self._next_group_check = now + GROUP_CHECK_INTERVAL_S
         try:
             if not self._group_end_at_start:
-                ends = topic_end_offsets(self.settings, self.topic)
+                ends = with_retries(
+                    "reading end offsets",
+                    lambda: topic_end_offsets(self.settings, self.topic),
+                    self._stop,
+                )
                 if ends is None:
                     raise KafkaException(f"topic {self.topic} is not in the metadata")
                 self._group_end_at_start = ends
@@ -650,6 +751,53 @@ class CallerThreadExecutor(Executor):
         except Exception as exc:
             future.set_exception(exc)
         return future
+
+
+class StaleOffsets(ShopstreamError):
+    """The database's next offset of a partition is outside what the partition holds."""
+
+    def __init__(self, group_id: str, stale: dict[TopicPartitionKey, tuple[int, int, int]]) -> None:
+        parts = []
+        for topic in sorted({topic for topic, _ in stale}):
+            described = []
+            for (t, partition), (offset, low, high) in sorted(stale.items()):
+                if t == topic:
+                    where = f"beyond its end {high}" if offset > high else f"before its start {low}"
+                    described.append(f"partition {partition} at {offset} {where}")
+            parts.append(f"{topic} {', '.join(described)}")
+        super().__init__(
+            f"stored offsets of {group_id} do not fit the topic: {'; '.join(parts)} "
+            "(topic recreated, broker wiped, or events deleted by retention); nothing was "
+            f"read or written. Replay from the start: 'shopstream consume rebuild {group_id}', "
+            f"or move the offsets: 'shopstream consume reset-offsets {group_id} "
+            "--to earliest|latest'"
+        )
+
+
+RETRY_ATTEMPTS = 4
+RETRY_BACKOFF_S = 0.25
+"""Recovery look-ups (offsets re-read, end offsets) are tried this many times, waiting
+0.25, 0.5, 1 s in between; then the caller falls back (pauses, or tries on a later loop)."""
+
+
+def with_retries(what: str, call: Callable[[], _T], stop: threading.Event | None = None) -> _T:
+    """``call()``, retried with backoff while it fails transiently (database or Kafka
+    unavailable); bounded: the last transient error is raised."""
+    for attempt in range(1, RETRY_ATTEMPTS + 1):
+        try:
+            return call()
+        except Exception as exc:
+            transient = is_transient_db_error(exc) or is_transient_kafka_error(exc)
+            if not transient or attempt == RETRY_ATTEMPTS or (stop and stop.is_set()):
+                raise
+            delay = RETRY_BACKOFF_S * 2 ** (attempt - 1)
+            log.warning(f"{what} failed; retrying", error=_describe_transient(exc), in_s=delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _describe_transient(exc: BaseException) -> str:
+    return describe_kafka_error(exc) if isinstance(exc, KafkaException) else describe_db_error(exc)
 
 
 GROUP_CHECK_INTERVAL_S = 1.0
@@ -709,6 +857,12 @@ def _letter(
         event_id=event_id,
         details=details,
     )
+
+
+def _position(next_offset: int) -> int:
+    """Where to start a partition: its stored next offset, or for one the group never
+    read (0) its first offset still held, whatever retention deleted."""
+    return next_offset if next_offset > 0 else OFFSET_BEGINNING
 
 
 def _describe(offsets: dict[TopicPartitionKey, int]) -> dict[str, int]:

@@ -9,11 +9,13 @@ import typer
 
 from consumers.projections import GROUPS
 from consumers.runtime.daemon import ConsumerDaemon, DaemonOptions
+from consumers.runtime.reset_offsets import ResetTo
 from consumers.runtime.runner import RuntimeOptions
 from shopstream.cli.context import settings_from
 from shopstream.cli.params import finite
 
 REBUILD = "rebuild"
+RESET_OFFSETS = "reset-offsets"
 MAX_PORT = 65535
 
 
@@ -23,7 +25,8 @@ def consume(
         list[str] | None,
         typer.Argument(
             help=f"Groups to run in this process: {', '.join(GROUPS)}. "
-            "'consume rebuild GROUP' empties one group's tables and replays its topic.",
+            "'consume rebuild GROUP' empties one group's tables and replays its topic; "
+            "'consume reset-offsets GROUP --to earliest|latest' moves its stored offsets.",
             metavar="GROUP...",
         ),
     ] = None,
@@ -54,6 +57,10 @@ def consume(
     http_host: Annotated[
         str, typer.Option(help="Address of the HTTP endpoint (0.0.0.0 inside a container).")
     ] = "127.0.0.1",
+    to: Annotated[
+        ResetTo | None,
+        typer.Option(help="With 'reset-offsets': the start or the end of the topic."),
+    ] = None,
 ) -> None:
     """Run consumer groups until SIGTERM/SIGINT; or 'rebuild GROUP' to replay one."""
     if not groups:
@@ -67,6 +74,12 @@ def consume(
         until_caught_up=until_caught_up,
         background_writes=background_writes,
     )
+    if to is not None and groups[0] != RESET_OFFSETS:
+        raise typer.BadParameter("only with 'consume reset-offsets GROUP'", param_hint="'--to'")
+    if groups[0] == RESET_OFFSETS:
+        from consumers.runtime.reset_offsets import reset_offsets
+
+        sys.exit(reset_offsets(settings, groups[1:], to))
     if groups[0] == REBUILD:
         from consumers.runtime.rebuild import rebuild_groups
 

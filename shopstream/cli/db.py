@@ -16,7 +16,7 @@ app = typer.Typer(help="Migrate the read-model database.", no_args_is_help=True)
 def upgrade_cmd(ctx: typer.Context, revision: str = "head") -> None:
     """Apply migrations up to REVISION (default: the latest)."""
     settings = settings_from(ctx)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, settings=settings)
     try:
         at = upgrade(engine, revision)
     finally:
@@ -28,7 +28,7 @@ def upgrade_cmd(ctx: typer.Context, revision: str = "head") -> None:
 def current_cmd(ctx: typer.Context) -> None:
     """Show the database's revision and the latest one."""
     settings = settings_from(ctx)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, settings=settings)
     try:
         check_database(engine)
         at = current_revision(engine)

@@ -37,6 +37,7 @@ from shopstream.inspection.peek import MessageFilter, PeekRequest, peek
 from shopstream.inspection.reader import ReadPlan
 from shopstream.inspection.timeline import order_timeline
 from shopstream.inspection.topic_info import describe_topic, list_topics
+from shopstream.registry.admin import check_registry
 from shopstream.registry.lookup import RegistryBrowser
 from shopstream.serde import make_registry_client
 from shopstream.terminal import cell, printable
@@ -275,7 +276,9 @@ def schemas_cmd(
     fmt: FormatOpt = OutputFormat.table,
 ) -> None:
     """Registry subjects with versions, ids and compatibility; or one version's schema."""
-    browser = RegistryBrowser(make_registry_client(settings_from(ctx).registry_config()))
+    settings = settings_from(ctx)
+    check_registry(settings)
+    browser = RegistryBrowser(make_registry_client(settings.registry_config()))
     if subject is None:
         if version is not None:
             raise UsageError("--version needs a SUBJECT (shopstream inspect schemas SUBJECT -v N)")

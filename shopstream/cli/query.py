@@ -213,7 +213,7 @@ def parse_moment(text: str) -> datetime:
 @contextmanager
 def _connection(ctx: typer.Context) -> Iterator[Connection]:
     settings = settings_from(ctx)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, settings=settings)
     try:
         check_database(engine)
         with engine.connect() as connection:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from confluent_kafka.schema_registry import SchemaRegistryClient
 from rich.table import Table
 
 from schemas import SchemaCatalog, load_catalog
 from shopstream.cli.context import console, settings_from
 from shopstream.errors import UsageError
-from shopstream.registry.admin import IncompatibleSchema, check_one, register_all
+from shopstream.registry.admin import IncompatibleSchema, check_one, check_registry, register_all
 from shopstream.serde import make_registry_client
 
 app = typer.Typer(help="Register and check the event schemas.", no_args_is_help=True)
@@ -32,11 +33,17 @@ def _catalog(topic_prefix: str) -> SchemaCatalog:
         raise UsageError(f"--topic-prefix: {exc}") from None
 
 
+def _checked_registry(ctx: typer.Context) -> SchemaRegistryClient:
+    settings = settings_from(ctx)
+    check_registry(settings)
+    return make_registry_client(settings.registry_config())
+
+
 @app.command("register")
 def register(ctx: typer.Context, topic_prefix: TopicPrefix = "") -> None:
     """Register every local schema (subjects at BACKWARD_TRANSITIVE compatibility)."""
     catalog = _catalog(topic_prefix)
-    registry = make_registry_client(settings_from(ctx).registry_config())
+    registry = _checked_registry(ctx)
     table = Table("subject", "id", "version", "compatibility")
     for status in register_all(registry, catalog):
         table.add_row(
@@ -52,7 +59,7 @@ def check(ctx: typer.Context, topic_prefix: TopicPrefix = "") -> None:
     Checks every subject, prints the table, then fails if any is incompatible.
     """
     catalog = _catalog(topic_prefix)
-    registry = make_registry_client(settings_from(ctx).registry_config())
+    registry = _checked_registry(ctx)
     table = Table("subject", "latest version", "compatibility", "result")
     refused: list[IncompatibleSchema] = []
     for spec in catalog:

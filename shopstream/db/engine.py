@@ -6,11 +6,11 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from shopstream.config import mask_url_password
+from shopstream.config import Settings, mask_url_password
 from shopstream.errors import ConnectionFailed
 
 
@@ -26,16 +26,25 @@ WAL_AUTOCHECKPOINT_PAGES = 10_000
 """SQLite pages (4 KiB) the WAL may hold before a commit checkpoints it."""
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine with sane settings: WAL and a busy timeout on SQLite, pre-ping on PostgreSQL."""
+def make_engine(url: str, *, settings: Settings | None = None, **kwargs: Any) -> Engine:
+    """An engine with sane settings: WAL and a busy timeout on SQLite; on PostgreSQL
+    pre-ping, a connect timeout, a statement timeout and TCP keepalives (from
+    ``settings``, by default the environment's: :meth:`Settings.postgres_connect_args`)."""
     url = normalize_url(url)
     if make_url(url).get_backend_name() == "sqlite":
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    kwargs.setdefault("connect_args", {"connect_timeout": 5})
+    kwargs.setdefault("connect_args", (settings or Settings.load()).postgres_connect_args())
     return create_engine(url, **kwargs)
+
+
+def lift_statement_timeout(connection: Connection) -> None:
+    """No statement timeout for the rest of this transaction (PostgreSQL), for the few
+    statements that may legitimately run long: migrations, a rebuild's reset."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SET LOCAL statement_timeout = 0"))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

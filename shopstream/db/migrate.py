@@ -12,7 +12,7 @@ from alembic.util import CommandError
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from shopstream.db.engine import check_database, describe_db_error
+from shopstream.db.engine import check_database, describe_db_error, lift_statement_timeout
 from shopstream.errors import ShopstreamError, UsageError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -32,6 +32,7 @@ def upgrade(engine: Engine, revision: str = "head") -> str:
     config = alembic_config()
     try:
         with engine.begin() as connection:
+            lift_statement_timeout(connection)
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
     except (CommandError, AssertionError) as exc:  # alembic asserts on some, e.g. head+1

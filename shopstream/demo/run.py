@@ -47,7 +47,7 @@ from shopstream.kafka.clients import make_producer
 from shopstream.kafka.offsets import end_offsets
 from shopstream.kafka.topics import DEFAULT_PARTITIONS, create_topics, project_topics
 from shopstream.prefix import delete_prefixed_data
-from shopstream.registry.admin import register_all
+from shopstream.registry.admin import check_registry, register_all
 from shopstream.serde import make_registry_client
 from shopstream.simulation.simulator import SimulationConfig, Simulator
 from shopstream.stack import LocalStack, StackConfig
@@ -269,6 +269,7 @@ def run_demo(
             create_topics(
                 demo_settings, project_topics(prefix=demo_settings.shopstream_topic_prefix)
             )
+            check_registry(demo_settings)
             register_all(
                 make_registry_client(demo_settings.registry_config()),
                 load_catalog().with_topic_prefix(demo_settings.shopstream_topic_prefix),

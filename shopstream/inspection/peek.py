@@ -18,6 +18,7 @@ from shopstream.inspection.cluster import DEFAULT_TIMEOUT_S, Cluster, Watermarks
 from shopstream.inspection.decode import InspectedMessage, MessageDecoder
 from shopstream.inspection.offset_spec import OffsetSpec
 from shopstream.inspection.reader import ReadPlan, TopicReader
+from shopstream.registry.admin import check_registry
 from shopstream.registry.lookup import SubjectResolver
 from shopstream.serde import EventDeserializer, make_registry_client
 
@@ -52,6 +53,7 @@ class PeekRequest:
 
 
 def make_decoder(settings: Settings) -> MessageDecoder:
+    check_registry(settings)
     registry = make_registry_client(settings.registry_config())
     return MessageDecoder(EventDeserializer(registry), SubjectResolver(registry))
 

@@ -1,4 +1,5 @@
-"""THE Kafka offset look-ups: end offsets (high watermarks) and a message's coordinates."""
+"""THE Kafka offset look-ups: end offsets (high watermarks), a partition's bounds, and a
+message's coordinates."""
 
 from __future__ import annotations
 
@@ -24,6 +25,23 @@ def end_offsets(
     request = {TopicPartition(t, p): OffsetSpec.latest() for t, p in partitions}  # type: ignore[no-untyped-call]
     futures = admin.list_offsets(request, request_timeout=15)
     return {(tp.topic, tp.partition): int(future.result().offset) for tp, future in futures.items()}
+
+
+def offset_bounds(
+    settings: Settings, partitions: Sequence[TopicPartitionKey]
+) -> dict[TopicPartitionKey, tuple[int, int]]:
+    """(start, end) offsets of each partition: the first offset it still holds and its
+    high watermark, in two requests on an admin connection."""
+    if not partitions:
+        return {}
+    admin = make_admin(settings)
+    result: dict[TopicPartitionKey, list[int]] = {key: [0, 0] for key in partitions}
+    for index, spec in enumerate((OffsetSpec.earliest(), OffsetSpec.latest())):  # type: ignore[no-untyped-call]
+        request = {TopicPartition(t, p): spec for t, p in partitions}
+        futures = admin.list_offsets(request, request_timeout=15)
+        for tp, future in futures.items():
+            result[(tp.topic, tp.partition)][index] = int(future.result().offset)
+    return {key: (low, high) for key, (low, high) in result.items()}
 
 
 def topic_end_offsets(settings: Settings, topic: str) -> dict[TopicPartitionKey, int] | None:

@@ -10,7 +10,7 @@ from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
 from schemas import CART_TOPIC, ORDER_TOPIC, dlq_topic
 from shopstream.config import Settings
-from shopstream.errors import ShopstreamError
+from shopstream.errors import ConnectionFailed, ShopstreamError
 from shopstream.kafka.clients import METADATA_TIMEOUT_S, check_broker, make_admin
 from shopstream.kafka.errors import describe_kafka_error
 
@@ -34,6 +34,21 @@ def project_topics(
         specs.append(TopicSpec(topic, partitions, replication_factor, {}))
         specs.append(TopicSpec(dlq_topic(topic), 1, replication_factor, {}))
     return specs
+
+
+def existing_topics(settings: Settings) -> set[str]:
+    """Names of every topic in the cluster's metadata (ConnectionFailed if none answers).
+
+    Never asks about one topic by name: a metadata request naming a missing topic can
+    make a broker with ``auto.create.topics.enable`` create it.
+    """
+    try:
+        return set(make_admin(settings).list_topics(timeout=METADATA_TIMEOUT_S).topics)
+    except KafkaException as exc:
+        raise ConnectionFailed(
+            f"Kafka broker unreachable at {settings.kafka_bootstrap_servers} "
+            f"({describe_kafka_error(exc)})"
+        ) from None
 
 
 def create_topics(

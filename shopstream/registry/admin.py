@@ -16,14 +16,75 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from schemas import EventSchema, SchemaCatalog, load_catalog
-from shopstream.errors import ConnectionFailed, ShopstreamError
-from shopstream.serde import registry_error_text
+from shopstream.config import Settings, mask_url_password
+from shopstream.errors import ConfigError, ConnectionFailed, ShopstreamError
+from shopstream.serde import (
+    SUBJECT_NOT_FOUND,
+    is_not_found,
+    make_registry_client,
+    registry_error_text,
+)
 
 COMPATIBILITY = "BACKWARD_TRANSITIVE"
 
 
 class IncompatibleSchema(ShopstreamError):
     """A local schema that the registry would refuse under its compatibility rule."""
+
+
+class RegistryMisconfigured(ConfigError):
+    """Something answers at SCHEMA_REGISTRY_URL, but not a Confluent-compatible registry
+    API (a wrong path, refused credentials): nothing may be read or written."""
+
+
+CHECK_TIMEOUT_S = 5
+"""How long the start-up check waits for the registry's answer."""
+
+
+def check_registry(settings: Settings, timeout_s: int = CHECK_TIMEOUT_S) -> int:
+    """Fail fast unless the Confluent-compatible API answers at SCHEMA_REGISTRY_URL;
+    the number of subjects it lists.
+
+    Every command that reads or writes schemas calls this before touching anything.
+    Any HTTP error is :class:`RegistryMisconfigured` (exit 2): a 404 here is not
+    "schema not found" (Confluent error codes 40401/40403 name a subject or id, and
+    listing subjects names neither) but a URL without the API path, e.g. Apicurio's
+    root instead of ``.../apis/ccompat/v7``. No answer at all is
+    :class:`~shopstream.errors.ConnectionFailed` (exit 2), which the consumer
+    daemon treats as an outage to wait out.
+    """
+    shown = mask_url_password(settings.schema_registry_url)
+    client = make_registry_client(
+        {**settings.registry_config(), "timeout": timeout_s, "max.retries": 0}
+    )
+    try:
+        return len(client.get_subjects())
+    except SchemaRegistryError as exc:
+        status = exc.http_status_code
+        if status in {401, 403}:
+            raise RegistryMisconfigured(
+                f"schema registry at {shown} refused the request (HTTP {status}); "
+                "check SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO"
+            ) from None
+        if status == 404:
+            raise RegistryMisconfigured(
+                f"no Confluent-compatible registry API at {shown} (HTTP 404 listing subjects); "
+                "SCHEMA_REGISTRY_URL must include the API path, for Apicurio "
+                "http://HOST:PORT/apis/ccompat/v7"
+            ) from None
+        if status < 500:
+            raise RegistryMisconfigured(
+                f"schema registry at {shown} answered HTTP {status} listing subjects "
+                f"({registry_error_text(exc)}); check SCHEMA_REGISTRY_URL"
+            ) from None
+        raise ConnectionFailed(
+            f"schema registry at {shown} is failing (HTTP {status}): {registry_error_text(exc)}"
+        ) from None
+    except Exception as exc:  # the client raises several unrelated types
+        raise ConnectionFailed(
+            f"schema registry unreachable at {shown} ({type(exc).__name__}); start it "
+            "(shopstream stack up) or fix SCHEMA_REGISTRY_URL"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -93,7 +154,7 @@ def check_one(
     try:
         versions = registry.get_versions(subject)
     except SchemaRegistryError as exc:
-        if exc.http_status_code == 404:
+        if is_not_found(exc, SUBJECT_NOT_FOUND):
             return SubjectStatus(subject, spec.name, None, None, None, "new subject")
         raise _call_failed(subject, exc) from None
     except Exception as exc:

@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from shopstream.config import Settings, mask_url_password
 from shopstream.errors import ConnectionFailed
 from shopstream.kafka.clients import build_client
-from shopstream.serde import make_registry_client
+from shopstream.registry.admin import check_registry
 
 
 @dataclass(frozen=True)
@@ -52,18 +52,10 @@ def probe_kafka(settings: Settings, timeout: float = 5.0) -> ProbeResult:
 
 def probe_registry(settings: Settings, timeout: float = 5.0) -> ProbeResult:
     """List the subjects of the configured Confluent-compatible registry."""
-    target = mask_url_password(settings.schema_registry_url)
-    client = make_registry_client(
-        {**settings.registry_config(), "timeout": max(1, int(timeout)), "max.retries": 0}
+    subjects = check_registry(settings, timeout_s=max(1, int(timeout)))
+    return ProbeResult(
+        "registry", mask_url_password(settings.schema_registry_url), f"{subjects} subject(s)"
     )
-    try:
-        subjects = client.get_subjects()
-    except Exception as exc:  # the client raises several unrelated types
-        raise ConnectionFailed(
-            f"schema registry at {target} did not answer ({type(exc).__name__}); "
-            "start it (shopstream stack up) or fix SCHEMA_REGISTRY_URL"
-        ) from None
-    return ProbeResult("registry", target, f"{len(subjects)} subject(s)")
 
 
 def probe_database(settings: Settings, timeout: float = 5.0) -> ProbeResult:

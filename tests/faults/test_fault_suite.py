@@ -2,11 +2,12 @@
 
 While the simulator's events are produced, with two daemons per group so that
 partitions move: ``kill -9`` daemons at random instants many times, stop and restart
-the Kafka broker, stop and restart PostgreSQL, re-produce a slice of events already
-sent, and send a few undecodable messages. Every 50th customer's carts and orders are
-poison (a trigger refuses their rows: dead-lettered as ``db-rejected``). At the end
-every read model must equal the reference model, the DLQ must hold exactly the invalid
-and the poison events, and the summary (printed) must say lost = 0 and applied twice = 0.
+the Kafka broker, PostgreSQL and the schema registry, re-produce a slice of events
+already sent, and send a few undecodable messages. Every 50th customer's carts and
+orders are poison (a trigger refuses their rows: dead-lettered as ``db-rejected``). At
+the end every read model must equal the reference model, the DLQ must hold exactly the
+invalid and the poison events, and the summary (printed) must say lost = 0 and applied
+twice = 0.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def test_every_fault_at_once(
     daemons = [run.daemon([group]).start() for group in GROUPS for _ in range(DAEMONS_PER_GROUP)]
 
     started = time.monotonic()
-    broker_restarted = database_restarted = False
+    broker_restarted = database_restarted = registry_restarted = False
     while not producer.done or run.faults["kill -9 consumer daemon"] < MIN_KILLS:
         run.kill_and_restart(rng, daemons)
         elapsed = time.monotonic() - started
@@ -76,6 +77,12 @@ def test_every_fault_at_once(
             local_stack.postgres.start()
             run.faults["PostgreSQL stopped and restarted"] += 1
             database_restarted = True
+        elif not registry_restarted and elapsed > 20:
+            local_stack.registry.stop()
+            time.sleep(2.0)
+            local_stack.registry.start()
+            run.faults["schema registry stopped and restarted"] += 1
+            registry_restarted = True
     producer.join(300)
 
     # re-send a slice of events already sent (same event ids), and undecodable bytes
@@ -94,4 +101,4 @@ def test_every_fault_at_once(
     with capsys.disabled():  # the summary belongs in the CI log, pass or fail
         print("\n" + run.summary(reports), flush=True)
     run.assert_exact(reports)
-    assert broker_restarted and database_restarted
+    assert broker_restarted and database_restarted and registry_restarted
