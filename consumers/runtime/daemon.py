@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from consumers.projections import projection_for
 from consumers.projections.base import Projection
@@ -121,17 +121,28 @@ class ConsumerDaemon:
             self._engine.dispose()
 
     def _check_sole_topic(self, projections: Sequence[Projection]) -> None:
-        """Refuse (one line) a database that holds a group for another topic prefix."""
-        try:
-            with self._engine.connect() as connection:
-                for projection in projections:
-                    topic = self._settings.topic(projection.topic)
-                    OffsetStore(projection.group_id, topic).ensure_sole_topic(connection)
-        except SQLAlchemyError as exc:
-            raise ShopstreamError(
-                f"cannot read consumer_offsets: {describe_db_error(exc)} "
-                "(is the database migrated? 'shopstream db upgrade')"
-            ) from None
+        """Refuse (one line) a database that holds a group for another topic prefix.
+
+        A database that does not answer in time (locked, hung) is waited for, as the
+        groups wait for it; one without the table is an error.
+        """
+        delay = 0.5
+        while True:
+            try:
+                with self._engine.connect() as connection:
+                    for projection in projections:
+                        topic = self._settings.topic(projection.topic)
+                        OffsetStore(projection.group_id, topic).ensure_sole_topic(connection)
+                return
+            except OperationalError as exc:
+                log.warning("database not answering; retrying", error=describe_db_error(exc))
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            except SQLAlchemyError as exc:
+                raise ShopstreamError(
+                    f"cannot read consumer_offsets: {describe_db_error(exc)} "
+                    "(is the database migrated? 'shopstream db upgrade')"
+                ) from None
 
     def _check_registry(self) -> None:
         """A misconfigured registry stops the daemon before it reads anything (a wrong

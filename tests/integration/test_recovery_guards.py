@@ -160,7 +160,7 @@ def test_a_zombie_that_commits_during_the_reset_leaves_nothing(pg: Engine) -> No
     zombie = threading.Thread(target=zombie_batch, args=(pg, started, go))
     zombie.start()
     assert started.wait(10)
-    reset = threading.Thread(target=reset_group, args=(pg, CartProjection()))
+    reset = threading.Thread(target=reset_group, args=(pg, CartProjection(), KEY[0]))
     reset.start()
     wait_until_blocked(pg)  # the reset waits on the zombie's offset row
     go.set()  # the zombie commits first ...
