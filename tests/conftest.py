@@ -197,6 +197,17 @@ def local_stack(stack: StackEndpoints) -> Iterator[LocalStack]:
         part.start()
 
 
+@pytest.fixture(autouse=True)
+def restore_logging_config() -> Iterator[None]:
+    """Leave structlog as the test found it: a command run in-process (CliRunner)
+    configures logging onto that test's captured stderr, which pytest closes after."""
+    import structlog
+
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
 # -- names, databases, settings ------------------------------------------------------
 
 

@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -212,9 +211,7 @@ def places(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Places]:
         patch.setenv("SHOPSTREAM_STACK_DIR", str(root / "stack"))
         patch.setattr(check_broker, "__defaults__", (BROKER_CHECK_S,))
         patch.setattr(serde, "SchemaRegistryClient", _registry_client_without_retries)
-        logging_config = structlog.get_config()
         yield Places(files, ro_db)
-        structlog.configure(**logging_config)
 
 
 # -- the cases ---------------------------------------------------------------------------
