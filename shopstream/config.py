@@ -8,6 +8,7 @@ is what ``shopstream config show`` prints.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -271,6 +272,15 @@ _CONNECTION_SECRETS_AND_TLS = (
     "schema_registry_basic_auth_user_info",
     "schema_registry_ssl_ca_location",
 )
+
+
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][\w+.-]*://[^\s/:@]*):[^\s/@]*@")
+
+
+def mask_passwords_in(text: str) -> str:
+    """Every ``scheme://user:password@`` in ``text`` as ``scheme://user:****@`` (error
+    messages and log lines quote URLs from settings, clients and exceptions)."""
+    return _URL_PASSWORD.sub(lambda match: f"{match['head']}:{MASK}@", text)
 
 
 def mask_url_password(url: str) -> str:

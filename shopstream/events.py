@@ -1,9 +1,11 @@
 """Typed, immutable domain events: the Python side of the Avro contracts in ``schemas/``.
 
-Every event validates itself on construction (``event_id`` a UUID, other ids
-non-empty, quantities positive, money non-negative with at most two decimals and at
-most 12 digits, currency three upper-case letters, order totals equal to the sum of
-their lines) and raises :class:`EventValidationError` naming the field and the rule.
+Every event validates itself on construction against the domain limits
+(``shopstream/domain/limits.py``: ``event_id`` a UUID, text fields non-empty, within
+their lengths and free of control characters, quantities and money in range, a line's
+amount within NUMERIC(12, 2), currency three upper-case letters) and order totals equal
+to the sum of their lines, and raises :class:`EventValidationError` naming the field and
+the rule.
 Values are normalized to what the wire carries, so an event equals itself (down to
 ``str`` of every value) after a round trip: timestamps to UTC milliseconds (Avro
 ``timestamp-millis``), money to exactly two decimals (Avro ``decimal(12, 2)``:
@@ -27,11 +29,9 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar, Self
 
+from shopstream.domain import limits
 from shopstream.errors import ShopstreamError
 
-MAX_MONEY = Decimal("9999999999.99")  # decimal(12, 2)
-CENT = Decimal("0.01")
-MAX_INT = 2**31 - 1
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -86,15 +86,9 @@ def to_millis(moment: datetime) -> datetime:
 
 
 def _check_text(event: str, name: str, value: object) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise EventValidationError(event, name, "must be a non-empty string")
-    if not value.isascii():
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            raise EventValidationError(
-                event, name, "must be valid Unicode text (no lone surrogates)"
-            ) from None
+    problem = limits.text_problem(name, value)
+    if problem is not None:
+        raise EventValidationError(event, name, problem)
 
 
 def _uuid(event: str, name: str, value: object) -> str:
@@ -112,22 +106,23 @@ def _uuid(event: str, name: str, value: object) -> str:
 
 
 def _check_quantity(event: str, name: str, value: object) -> None:
-    if type(value) is not int or value <= 0 or value > MAX_INT:
-        raise EventValidationError(event, name, "must be a positive integer")
+    problem = limits.quantity_problem(value)
+    if problem is not None:
+        raise EventValidationError(event, name, problem)
 
 
 def _money(event: str, name: str, value: object) -> Decimal:
     """``value`` checked as decimal(12, 2) money and normalized to exactly 2 decimals."""
-    if not isinstance(value, Decimal) or not value.is_finite():
-        raise EventValidationError(event, name, "must be a decimal amount")
-    if value < 0:
-        raise EventValidationError(event, name, "must not be negative")
-    if value > MAX_MONEY:
-        raise EventValidationError(event, name, "must be at most 9999999999.99 (decimal 12,2)")
-    cents = value.quantize(CENT)
-    if cents != value:
-        raise EventValidationError(event, name, "must have at most 2 decimals")
-    return cents.copy_abs()  # and -0.00 is 0.00
+    problem = limits.money_problem(value)
+    if problem is not None or not isinstance(value, Decimal):
+        raise EventValidationError(event, name, problem or "must be a decimal amount")
+    return value.quantize(limits.CENT).copy_abs()  # and -0.00 is 0.00
+
+
+def _check_line_amount(event: str, name: str, quantity: int, unit_price: Decimal) -> None:
+    problem = limits.line_amount_problem(quantity, unit_price)
+    if problem is not None:
+        raise EventValidationError(event, name, problem)
 
 
 def _set_money(event: Event, name: str) -> None:
@@ -135,10 +130,9 @@ def _set_money(event: Event, name: str) -> None:
 
 
 def _check_currency(event: str, value: object) -> None:
-    if not (isinstance(value, str) and len(value) == 3 and value.isascii() and value.isupper()):
-        raise EventValidationError(event, "currency", "must be 3 upper-case letters (e.g. EUR)")
-    if not value.isalpha():
-        raise EventValidationError(event, "currency", "must be 3 upper-case letters (e.g. EUR)")
+    problem = limits.currency_problem(value)
+    if problem is not None:
+        raise EventValidationError(event, "currency", problem)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -252,6 +246,7 @@ class CartItemAdded(CartEvent):
         _check_text(self.event_type, "sku", self.sku)
         _check_quantity(self.event_type, "quantity", self.quantity)
         _set_money(self, "unit_price")
+        _check_line_amount(self.event_type, "quantity", self.quantity, self.unit_price)
         _check_currency(self.event_type, self.currency)
 
 
@@ -330,12 +325,17 @@ class OrderCreated(OrderEvent):
             _check_text(name, f"lines[{index}].sku", line.sku)
             _check_quantity(name, f"lines[{index}].quantity", line.quantity)
             price = _money(name, f"lines[{index}].unit_price", line.unit_price)
+            _check_line_amount(name, f"lines[{index}]", line.quantity, price)
             if price.same_quantum(line.unit_price) and not line.unit_price.is_signed():
                 lines.append(line)
             else:
                 lines.append(OrderLine(sku=line.sku, quantity=line.quantity, unit_price=price))
         if not lines:
             raise EventValidationError(name, "lines", "must hold at least one line")
+        if len(lines) > limits.MAX_ORDER_LINES:
+            raise EventValidationError(
+                name, "lines", f"must hold at most {limits.MAX_ORDER_LINES:,} lines"
+            )
         object.__setattr__(self, "lines", tuple(lines))
         _set_money(self, "total")
         _check_currency(name, self.currency)

@@ -8,6 +8,28 @@ from typing import Literal
 
 import structlog
 
+from shopstream.config import mask_passwords_in
+from shopstream.terminal import printable
+
+
+def _safe_values(
+    _logger: object, _method: str, event_dict: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """Every text value with URL passwords masked and control characters escaped."""
+    for key, value in event_dict.items():
+        if isinstance(value, str | BaseException):
+            event_dict[key] = printable(mask_passwords_in(str(value)))
+    return event_dict
+
+
+class _SafeRecords(logging.Filter):
+    """The same for stdlib log records (client libraries)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = printable(mask_passwords_in(record.getMessage()))
+        record.args = ()
+        return True
+
 
 def configure_logging(level: str = "INFO", fmt: Literal["console", "json"] = "console") -> None:
     """Route structlog and stdlib logging to stderr at ``level`` in ``fmt``."""
@@ -18,6 +40,7 @@ def configure_logging(level: str = "INFO", fmt: Literal["console", "json"] = "co
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _safe_values,
     ]
     renderer: structlog.types.Processor
     if fmt == "json":
@@ -32,6 +55,9 @@ def configure_logging(level: str = "INFO", fmt: Literal["console", "json"] = "co
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr)
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _SafeRecords) for f in handler.filters):
+            handler.addFilter(_SafeRecords())
 
 
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:

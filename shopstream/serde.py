@@ -26,6 +26,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from schemas import EventSchema, SchemaCatalog, load_catalog, parse_for_codec
+from shopstream.config import mask_url_password
 from shopstream.errors import ConfigError, ConnectionFailed, ShopstreamError
 from shopstream.events import EVENT_TYPES, DomainEvent, EventValidationError
 
@@ -136,7 +137,7 @@ class EventSerializer:
 
     def _registry_url(self) -> str:
         conf = getattr(self._registry, "_rest_client", None)
-        return str(getattr(conf, "base_urls", ["?"])[0]) if conf else "?"
+        return mask_url_password(str(getattr(conf, "base_urls", ["?"])[0])) if conf else "?"
 
     def prepare(self, *event_types: str) -> None:
         """Resolve schema ids up front (fail fast before producing anything)."""

@@ -16,14 +16,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
 
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
 from consumers.projections import projection_for
 from consumers.projections.base import Projection
 from consumers.runtime.gc_tuning import tuned_garbage_collector
 from consumers.runtime.health import HealthServer
 from consumers.runtime.metrics import ConsumerMetrics
+from consumers.runtime.offset_store import OffsetStore
 from consumers.runtime.runner import GroupRunner, RuntimeOptions
 from shopstream.config import Settings
-from shopstream.db.engine import check_database, make_engine
+from shopstream.db.engine import check_database, describe_db_error, make_engine
 from shopstream.errors import ConnectionFailed, ShopstreamError, UsageError
 from shopstream.kafka.clients import check_broker
 from shopstream.kafka.topics import existing_topics
@@ -83,6 +86,7 @@ class ConsumerDaemon:
         check_broker(self._settings)
         self._check_registry()
         check_database(self._engine)
+        self._check_sole_topic(projections)
         if self._runtime.until_caught_up:
             self._check_topics_exist(projections)
         self._start_http()
@@ -115,6 +119,30 @@ class ConsumerDaemon:
             if self._http:
                 self._http.stop()
             self._engine.dispose()
+
+    def _check_sole_topic(self, projections: Sequence[Projection]) -> None:
+        """Refuse (one line) a database that holds a group for another topic prefix.
+
+        A database that does not answer in time (locked, hung) is waited for, as the
+        groups wait for it; one without the table is an error.
+        """
+        delay = 0.5
+        while True:
+            try:
+                with self._engine.connect() as connection:
+                    for projection in projections:
+                        topic = self._settings.topic(projection.topic)
+                        OffsetStore(projection.group_id, topic).ensure_sole_topic(connection)
+                return
+            except OperationalError as exc:
+                log.warning("database not answering; retrying", error=describe_db_error(exc))
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            except SQLAlchemyError as exc:
+                raise ShopstreamError(
+                    f"cannot read consumer_offsets: {describe_db_error(exc)} "
+                    "(is the database migrated? 'shopstream db upgrade')"
+                ) from None
 
     def _check_registry(self) -> None:
         """A misconfigured registry stops the daemon before it reads anything (a wrong

@@ -5,6 +5,10 @@ only matches when the stored offset is still the one this consumer started the
 batch from. A consumer that lost a partition without knowing it (a zombie after a
 rebalance) therefore cannot commit over its successor: its transaction is rolled
 back and it re-reads the offsets.
+
+Both stores are scoped to one group and one real topic name (``settings.topic(...)``,
+the ``SHOPSTREAM_TOPIC_PREFIX`` included): two prefixes sharing a database never
+deduplicate against, reset or read each other's rows.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from sqlalchemy import (
     BigInteger,
     Connection,
     Integer,
+    Select,
     String,
     Table,
     and_,
@@ -31,6 +36,7 @@ from sqlalchemy.dialects import postgresql
 
 from shopstream.db.bulk import execute_rows, key_in
 from shopstream.db.models import ConsumerOffset, ProcessedEvent
+from shopstream.errors import ShopstreamError
 from shopstream.kafka.offsets import TopicPartitionKey
 
 offsets_table: Table = ConsumerOffset.__table__  # type: ignore[assignment]
@@ -42,6 +48,12 @@ DEAD_LETTERED = "dead-lettered"
 
 class OffsetConflict(Exception):
     """The stored offset moved under us: another consumer owns the partition now."""
+
+
+class PrefixConflict(ShopstreamError):
+    """The database already holds a group's read model for another topic (prefix)."""
+
+    exit_code = 2
 
 
 _ADVANCE = (
@@ -61,16 +73,15 @@ _ADVANCE = (
 @dataclass(frozen=True, slots=True)
 class OffsetStore:
     group_id: str
+    topic: str
+    """The real topic name (prefix included); partitions of other topics are not ours."""
 
     def load(
         self, connection: Connection, partitions: Iterable[TopicPartitionKey]
     ) -> dict[TopicPartitionKey, int]:
         """Stored next offsets; partitions never seen get a row at offset 0 (earliest)."""
         wanted = set(partitions)
-        c = offsets_table.c
-        rows = connection.execute(
-            select(c.topic, c.partition, c.next_offset).where(c.group_id == self.group_id)
-        ).all()
+        rows = connection.execute(self._select()).all()
         found = {(row.topic, row.partition): int(row.next_offset) for row in rows}
         missing = [key for key in wanted if key not in found]
         if missing:
@@ -84,11 +95,40 @@ class OffsetStore:
             found.update({key: 0 for key in missing})
         return {key: found[key] for key in wanted}
 
-    def load_all(self, connection: Connection) -> dict[TopicPartitionKey, int]:
+    def _select(self) -> Select[tuple[str, int, int]]:
         c = offsets_table.c
-        rows = connection.execute(
-            select(c.topic, c.partition, c.next_offset).where(c.group_id == self.group_id)
-        ).all()
+        return select(c.topic, c.partition, c.next_offset).where(
+            c.group_id == self.group_id, c.topic == self.topic
+        )
+
+    def other_topics(self, connection: Connection) -> list[str]:
+        """Topics other than ours this group has offsets for in this database."""
+        c = offsets_table.c
+        query = (
+            select(c.topic)
+            .distinct()
+            .where(c.group_id == self.group_id, c.topic != self.topic)
+            .order_by(c.topic)
+        )
+        return list(connection.execute(query).scalars())
+
+    def ensure_sole_topic(self, connection: Connection) -> None:
+        """Raise PrefixConflict when the database holds this group for another topic.
+
+        A read model (``orders``, ``carts``, ...) holds one topic's events: two topic
+        prefixes writing one group's tables in one database would mix their rows, and
+        a rebuild of one would empty the other's. Each prefix needs its own database.
+        """
+        others = self.other_topics(connection)
+        if others:
+            raise PrefixConflict(
+                f"this database already holds group {self.group_id} for topic {others[0]}, "
+                f"not {self.topic}: a read model holds one SHOPSTREAM_TOPIC_PREFIX; point "
+                "DATABASE_URL at a database of its own for this prefix"
+            )
+
+    def load_all(self, connection: Connection) -> dict[TopicPartitionKey, int]:
+        rows = connection.execute(self._select()).all()
         return {(row.topic, row.partition): int(row.next_offset) for row in rows}
 
     def advance(
@@ -146,14 +186,19 @@ class OffsetStore:
         return int(connection.execute(statement).rowcount)
 
     def reset(self, connection: Connection) -> None:
-        connection.execute(offsets_table.delete().where(offsets_table.c.group_id == self.group_id))
+        c = offsets_table.c
+        connection.execute(
+            offsets_table.delete().where(c.group_id == self.group_id, c.topic == self.topic)
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class ProcessedEvents:
-    """Event ids a group has already applied or dead-lettered."""
+    """Event ids a group has already applied or dead-lettered from one topic."""
 
     group_id: str
+    topic: str
+    """The real topic name (prefix included)."""
 
     def claim(self, connection: Connection, event_ids: Iterable[str]) -> set[str]:
         """Record ``event_ids`` as applied; return those not processed before.
@@ -181,23 +226,29 @@ class ProcessedEvents:
         if new:  # one statement, the ids in one JSON array parameter
             listed = bindparam("ids", json.dumps(new), type_=String)
             each = func.json_each(listed).table_valued("value")
-            rows = select(literal(self.group_id, String), each.c.value, literal(APPLIED, String))
-            columns = ["group_id", "event_id", "outcome"]
+            rows = select(
+                literal(self.group_id, String),
+                literal(self.topic, String),
+                each.c.value,
+                literal(APPLIED, String),
+            )
+            columns = ["group_id", "topic", "event_id", "outcome"]
             connection.execute(insert(processed_table).from_select(columns, rows))
         return set(new)
 
     def _claim_postgresql(self, connection: Connection, ids: list[str]) -> set[str]:
         """One statement, one array parameter: ``INSERT ... SELECT unnest(:ids)``."""
-        columns = ["group_id", "event_id", "outcome"]
+        columns = ["group_id", "topic", "event_id", "outcome"]
         rows = select(
             literal(self.group_id, String),
+            literal(self.topic, String),
             func.unnest(bindparam("ids", type_=postgresql.ARRAY(String))),
             literal(APPLIED, String),
         )
         statement = (
             postgresql.insert(processed_table)
             .from_select(columns, rows)
-            .on_conflict_do_nothing(index_elements=["group_id", "event_id"])
+            .on_conflict_do_nothing(index_elements=["group_id", "topic", "event_id"])
             .returning(processed_table.c.event_id)
         )
         return set(connection.execute(statement, {"ids": ids}).scalars())
@@ -209,7 +260,11 @@ class ProcessedEvents:
         c = processed_table.c
         connection.execute(
             update(processed_table)
-            .where(c.group_id == self.group_id, key_in(connection, c.event_id, ids))
+            .where(
+                c.group_id == self.group_id,
+                c.topic == self.topic,
+                key_in(connection, c.event_id, ids),
+            )
             .values(outcome=DEAD_LETTERED)
         )
 
@@ -219,11 +274,12 @@ class ProcessedEvents:
             return set()
         c = processed_table.c
         query = select(c.event_id).where(
-            c.group_id == self.group_id, key_in(connection, c.event_id, ids)
+            c.group_id == self.group_id, c.topic == self.topic, key_in(connection, c.event_id, ids)
         )
         return set(connection.execute(query).scalars())
 
     def reset(self, connection: Connection) -> None:
+        c = processed_table.c
         connection.execute(
-            processed_table.delete().where(processed_table.c.group_id == self.group_id)
+            processed_table.delete().where(c.group_id == self.group_id, c.topic == self.topic)
         )

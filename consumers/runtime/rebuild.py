@@ -100,8 +100,11 @@ def rebuild_one(
 ) -> int:
     group_id = projection.group_id
     ensure_idle(settings, group_id)
-    ends = _existing_topic_ends(settings, settings.topic(projection.topic))
-    reset_group(engine, projection)
+    topic = settings.topic(projection.topic)
+    ends = _existing_topic_ends(settings, topic)
+    with engine.connect() as connection:
+        OffsetStore(group_id, topic).ensure_sole_topic(connection)
+    reset_group(engine, projection, topic)
     log.info("group reset; replaying", group=group_id, topic=settings.topic(projection.topic))
     daemon = ConsumerDaemon(
         settings,
@@ -112,7 +115,7 @@ def rebuild_one(
     code = daemon.run()
     if code != 0:
         return code
-    behind = partitions_behind(engine, group_id, ends)
+    behind = partitions_behind(engine, OffsetStore(group_id, topic), ends)
     if behind:
         print(f"rebuild of {group_id} stopped before catching up ({behind}); run it again")
         return 1
@@ -177,8 +180,9 @@ def _existing_topic_ends(settings: Settings, topic: str) -> dict[TopicPartitionK
     return ends
 
 
-def reset_group(engine: Engine, projection: Projection) -> None:
-    """Empty the group's offsets, processed ids and tables, in one transaction.
+def reset_group(engine: Engine, projection: Projection, topic: str) -> None:
+    """Empty the group's offsets and processed ids of ``topic`` (the real name, prefix
+    included) and its tables, in one transaction.
 
     Offsets first: that fences a member still writing (a zombie past its session). Its
     batch's transaction starts with a compare-and-set of those very rows, so on
@@ -190,8 +194,8 @@ def reset_group(engine: Engine, projection: Projection) -> None:
     try:
         with engine.begin() as connection:
             lift_statement_timeout(connection)  # a large group's tables take a while
-            OffsetStore(projection.group_id).reset(connection)
-            ProcessedEvents(projection.group_id).reset(connection)
+            OffsetStore(projection.group_id, topic).reset(connection)
+            ProcessedEvents(projection.group_id, topic).reset(connection)
             for table in projection.tables:
                 connection.execute(table.delete())
     except SQLAlchemyError as exc:
@@ -201,10 +205,12 @@ def reset_group(engine: Engine, projection: Projection) -> None:
         ) from None
 
 
-def partitions_behind(engine: Engine, group_id: str, ends: dict[TopicPartitionKey, int]) -> str:
+def partitions_behind(
+    engine: Engine, store: OffsetStore, ends: dict[TopicPartitionKey, int]
+) -> str:
     """``topic[p] at X of Y, ...`` for partitions whose stored offset is below ``ends``."""
     with engine.connect() as connection:
-        stored = OffsetStore(group_id).load_all(connection)
+        stored = store.load_all(connection)
     late = [
         f"{topic}[{partition}] at {stored.get((topic, partition), 0)} of {end}"
         for (topic, partition), end in sorted(ends.items())

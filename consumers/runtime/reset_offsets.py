@@ -52,7 +52,7 @@ def reset_offsets(settings: Settings, groups: list[str], to: ResetTo | None) -> 
         for projection in projections:
             topic = settings.topic(projection.topic)
             targets = _targets(settings, topic, to)
-            store = OffsetStore(projection.group_id)
+            store = OffsetStore(projection.group_id, topic)
             with engine.begin() as connection:
                 stored = store.load(connection, list(targets))
                 moves = {k: (stored[k], new) for k, new in targets.items() if stored[k] != new}

@@ -166,8 +166,8 @@ class GroupRunner:
         self._metrics = metrics
         self._options = options
         self._stop = stop
-        self._offsets = OffsetStore(self.group_id)
-        self._processed = ProcessedEvents(self.group_id)
+        self._offsets = OffsetStore(self.group_id, self.topic)
+        self._processed = ProcessedEvents(self.group_id, self.topic)
         self._isolator = RefusalIsolator(projection.apply)
         self._dlq = DeadLetterWriter(settings, self.group_id)
         self._deserializer = EventDeserializer(make_registry_client(settings.registry_config()))

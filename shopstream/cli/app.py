@@ -145,8 +145,12 @@ def _usage_message(exc: click.exceptions.UsageError) -> str:
 
 
 def _fail(text: str) -> None:
-    """Write one unwrapped line to stderr (Rich would wrap it at the terminal width)."""
-    sys.stderr.write(text + "\n")
+    """Write one unwrapped line to stderr (Rich would wrap it at the terminal width),
+    URL passwords masked and control characters escaped visibly."""
+    from shopstream.config import mask_passwords_in
+    from shopstream.terminal import printable
+
+    sys.stderr.write(printable(mask_passwords_in(text)) + "\n")
     sys.stderr.flush()
 
 

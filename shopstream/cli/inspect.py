@@ -40,6 +40,7 @@ from shopstream.inspection.topic_info import describe_topic, list_topics
 from shopstream.registry.admin import check_registry
 from shopstream.registry.lookup import RegistryBrowser
 from shopstream.serde import make_registry_client
+from shopstream.terminal import cell, printable
 
 app = typer.Typer(
     help="Read-only views: topics, decoded events, consumer groups and lag, schemas, DLQs.",
@@ -76,7 +77,7 @@ TypeOpt = Annotated[
 
 def _note(text: str) -> None:
     """One unwrapped line for people on stderr (stdout stays machine-readable)."""
-    sys.stderr.write(f"note: {' '.join(text.split())}\n")
+    sys.stderr.write(f"note: {printable(' '.join(text.split()))}\n")
     sys.stderr.flush()
 
 
@@ -292,7 +293,10 @@ def schemas_cmd(
         print_json(detail.to_json())
         return
     console.print(
-        f"{detail.subject} version {detail.version} (id {detail.schema_id}, {detail.schema_type})",
+        cell(
+            f"{detail.subject} version {detail.version} (id {detail.schema_id}, "
+            f"{detail.schema_type})"
+        ),
         highlight=False,
     )
     print_json(detail.schema)

@@ -2,7 +2,9 @@
 
 ``table`` is for people (Rich, on stdout); ``json`` prints one JSON document
 (decimals as strings, times ISO-8601 UTC, durations in seconds); ``jsonl`` (streams
-only) one compact JSON object per line.
+only) one compact JSON object per line. JSON text goes through
+``shopstream.terminal.json_safe``: C1 controls, DEL, bidi controls and lone surrogates
+as ``\\uXXXX`` escapes (the same values, safe on a terminal).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from enum import Enum, StrEnum
 from typing import Annotated, Any
 
 import typer
+
+from shopstream.terminal import json_safe
 
 
 class OutputFormat(StrEnum):
@@ -59,11 +63,11 @@ def jsonable(value: Any) -> Any:
 
 def print_json(value: Any) -> None:
     """One indented JSON document on stdout."""
-    sys.stdout.write(json.dumps(jsonable(value), indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.write(json_safe(json.dumps(jsonable(value), indent=2, ensure_ascii=False)) + "\n")
     sys.stdout.flush()
 
 
 def print_json_line(data: Mapping[str, object]) -> None:
     """One JSON object on one line of stdout."""
-    sys.stdout.write(json.dumps(jsonable(data), ensure_ascii=False) + "\n")
+    sys.stdout.write(json_safe(json.dumps(jsonable(data), ensure_ascii=False)) + "\n")
     sys.stdout.flush()

@@ -26,6 +26,7 @@ from shopstream.cli.output import FormatOpt, OutputFormat, print_json
 from shopstream.db import read_queries
 from shopstream.db.engine import check_database, describe_db_error, make_engine
 from shopstream.errors import ShopstreamError, UsageError
+from shopstream.terminal import cell
 
 app = typer.Typer(
     help="Ask the read models: orders, carts, sales, customers.", no_args_is_help=True
@@ -264,7 +265,7 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
         numeric = name in _NUMERIC
         table.add_column(name, justify="right" if numeric else "left")
     for row in rows:
-        table.add_row(*(_text(value) for value in row))
+        table.add_row(*(cell(_text(value)) for value in row))
     return table
 
 
@@ -301,7 +302,7 @@ def _orders_table(rows: list[read_queries.OrderSummary]) -> Table:
 
 
 def _print_order(detail: read_queries.OrderDetail) -> None:
-    facts = Table(title=f"order {detail.order_id}", show_header=False)
+    facts = Table(title=cell(f"order {detail.order_id}"), show_header=False)
     facts.add_column("field")
     facts.add_column("value")
     for name in (
@@ -323,7 +324,7 @@ def _print_order(detail: read_queries.OrderDetail) -> None:
         "cancelled_at",
         "updated_at",
     ):
-        facts.add_row(name, _text(getattr(detail, name)))
+        facts.add_row(name, cell(_text(getattr(detail, name))))
     console.print(facts)
     console.print(
         _table(

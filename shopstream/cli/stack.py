@@ -11,6 +11,7 @@ from rich.table import Table
 
 from shopstream.cli.context import console, err_console, settings_from
 from shopstream.cli.params import finite
+from shopstream.config import mask_url_password
 from shopstream.errors import StackError
 from shopstream.stack import LocalStack, PartStatus, StackConfig
 from shopstream.stack.config import DEFAULT_SECURE_PORT, MAX_BROKERS
@@ -222,7 +223,7 @@ def status(
                 "pid": item.pid,
                 "ports": item.ports,
                 "answers": item.answers,
-                "endpoint": item.endpoint,
+                "endpoint": mask_url_password(item.endpoint),
                 "logs": [str(path) for path in item.logs],
             }
             for item in statuses

@@ -3,13 +3,19 @@
 Runtime tables (shared by all groups, keyed by group id):
 ``consumer_offsets`` — the next offset to read per group and partition, written in
 the same transaction as the projection rows (effectively-once); ``processed_events``
-— event ids each group has already applied or dead-lettered (re-sent events are
-skipped).
+— event ids each group has already applied or dead-lettered from a topic (re-sent
+events are skipped). Both are keyed by the real topic name, ``SHOPSTREAM_TOPIC_PREFIX``
+included, so two prefixes never deduplicate against or reset each other.
 
 Projection tables, each owned by one group (see ``consumers/``):
 ``order-state`` → orders, order_lines, order_status_history;
 ``cart-projection`` → carts, cart_items;
 ``sales-projection`` → product_sales, customer_stats, sales_orders, sales_order_lines.
+
+Lengths and precisions come from the domain limits (``shopstream/domain/limits.py``),
+so every value a valid event carries fits; sums over history (a cart's subtotal, a
+product's revenue, a customer's spend) and counts of units or orders are wider
+(``Money(SUM_PRECISION)``, ``BigInteger``) than one event's values.
 
 The shop's services (:mod:`shopstream.services`) own the ``service_*`` tables, the
 write side: products, carts and orders as the service sees them, the transactional
@@ -29,6 +35,23 @@ from sqlalchemy import BigInteger, Index, Integer, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shopstream.db.types import Money, UtcDateTime
+from shopstream.domain.limits import (
+    CARRIER,
+    COUPON_CODE,
+    CURRENCY_LENGTH,
+    ID,
+    PAYMENT_ID,
+    REASON,
+    SKU,
+    SUM_PRECISION,
+    TRACKING_NUMBER,
+    UUID_LENGTH,
+)
+
+ID_TYPE = String(ID.max_length)
+SKU_TYPE = String(SKU.max_length)
+CURRENCY_TYPE = String(CURRENCY_LENGTH)
+EVENT_ID_TYPE = String(UUID_LENGTH)
 
 
 class Base(DeclarativeBase):
@@ -51,7 +74,8 @@ class ProcessedEvent(Base):
     __tablename__ = "processed_events"
 
     group_id: Mapped[str] = mapped_column(String(100), primary_key=True)
-    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(249), primary_key=True)  # prefix included
+    event_id: Mapped[str] = mapped_column(EVENT_ID_TYPE, primary_key=True)
     outcome: Mapped[str] = mapped_column(String(16))  # applied | dead-lettered
 
 
@@ -61,18 +85,18 @@ class ProcessedEvent(Base):
 class Order(Base):
     __tablename__ = "orders"
 
-    order_id: Mapped[str] = mapped_column(String(100), primary_key=True)
-    customer_id: Mapped[str] = mapped_column(String(100), index=True)
+    order_id: Mapped[str] = mapped_column(ID_TYPE, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ID_TYPE, index=True)
     status: Mapped[str] = mapped_column(String(20), index=True)
     total: Mapped[Decimal] = mapped_column(Money())
-    currency: Mapped[str] = mapped_column(String(3))
-    cart_id: Mapped[str | None] = mapped_column(String(100))
-    coupon_code: Mapped[str | None] = mapped_column(String(100))
-    payment_id: Mapped[str | None] = mapped_column(String(100))
+    currency: Mapped[str] = mapped_column(CURRENCY_TYPE)
+    cart_id: Mapped[str | None] = mapped_column(ID_TYPE)
+    coupon_code: Mapped[str | None] = mapped_column(String(COUPON_CODE.max_length))
+    payment_id: Mapped[str | None] = mapped_column(String(PAYMENT_ID.max_length))
     amount_paid: Mapped[Decimal | None] = mapped_column(Money())
-    carrier: Mapped[str | None] = mapped_column(String(100))
-    tracking_number: Mapped[str | None] = mapped_column(String(100))
-    cancel_reason: Mapped[str | None] = mapped_column(String(500))
+    carrier: Mapped[str | None] = mapped_column(String(CARRIER.max_length))
+    tracking_number: Mapped[str | None] = mapped_column(String(TRACKING_NUMBER.max_length))
+    cancel_reason: Mapped[str | None] = mapped_column(String(REASON.max_length))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     paid_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     confirmed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
@@ -85,9 +109,9 @@ class Order(Base):
 class OrderLineRow(Base):
     __tablename__ = "order_lines"
 
-    order_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    order_id: Mapped[str] = mapped_column(ID_TYPE, primary_key=True)
     line_no: Mapped[int] = mapped_column(Integer, primary_key=True)
-    sku: Mapped[str] = mapped_column(String(100), index=True)
+    sku: Mapped[str] = mapped_column(SKU_TYPE, index=True)
     quantity: Mapped[int] = mapped_column(Integer)
     unit_price: Mapped[Decimal] = mapped_column(Money())
 
@@ -95,12 +119,12 @@ class OrderLineRow(Base):
 class OrderStatusHistory(Base):
     __tablename__ = "order_status_history"
 
-    order_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    order_id: Mapped[str] = mapped_column(ID_TYPE, primary_key=True)
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     from_status: Mapped[str | None] = mapped_column(String(20))
     to_status: Mapped[str] = mapped_column(String(20))
     event_type: Mapped[str] = mapped_column(String(50))
-    event_id: Mapped[str] = mapped_column(String(64))
+    event_id: Mapped[str] = mapped_column(EVENT_ID_TYPE)
     occurred_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
@@ -110,13 +134,13 @@ class OrderStatusHistory(Base):
 class Cart(Base):
     __tablename__ = "carts"
 
-    cart_id: Mapped[str] = mapped_column(String(100), primary_key=True)
-    customer_id: Mapped[str] = mapped_column(String(100), index=True)
+    cart_id: Mapped[str] = mapped_column(ID_TYPE, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ID_TYPE, index=True)
     status: Mapped[str] = mapped_column(String(20), index=True)  # ACTIVE | CHECKED_OUT
-    item_count: Mapped[int] = mapped_column(Integer)
-    subtotal: Mapped[Decimal] = mapped_column(Money())
-    currency: Mapped[str | None] = mapped_column(String(3))
-    order_id: Mapped[str | None] = mapped_column(String(100))
+    item_count: Mapped[int] = mapped_column(BigInteger)
+    subtotal: Mapped[Decimal] = mapped_column(Money(SUM_PRECISION))
+    currency: Mapped[str | None] = mapped_column(CURRENCY_TYPE)
+    order_id: Mapped[str | None] = mapped_column(ID_TYPE)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     last_activity_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
     checked_out_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
@@ -125,9 +149,9 @@ class Cart(Base):
 class CartItem(Base):
     __tablename__ = "cart_items"
 
-    cart_id: Mapped[str] = mapped_column(String(100), primary_key=True)
-    sku: Mapped[str] = mapped_column(String(100), primary_key=True)
-    quantity: Mapped[int] = mapped_column(Integer)
+    cart_id: Mapped[str] = mapped_column(ID_TYPE, primary_key=True)
+    sku: Mapped[str] = mapped_column(SKU_TYPE, primary_key=True)
+    quantity: Mapped[int] = mapped_column(BigInteger)  # adds of one sku add up
     unit_price: Mapped[Decimal] = mapped_column(Money())
 
 
@@ -137,24 +161,24 @@ class CartItem(Base):
 class ProductSales(Base):
     __tablename__ = "product_sales"
 
-    sku: Mapped[str] = mapped_column(String(100), primary_key=True)
-    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
-    units_sold: Mapped[int] = mapped_column(Integer)
-    revenue: Mapped[Decimal] = mapped_column(Money())
-    orders: Mapped[int] = mapped_column(Integer)
-    units_cancelled: Mapped[int] = mapped_column(Integer)
-    revenue_cancelled: Mapped[Decimal] = mapped_column(Money())
+    sku: Mapped[str] = mapped_column(SKU_TYPE, primary_key=True)
+    currency: Mapped[str] = mapped_column(CURRENCY_TYPE, primary_key=True)
+    units_sold: Mapped[int] = mapped_column(BigInteger)
+    revenue: Mapped[Decimal] = mapped_column(Money(SUM_PRECISION))
+    orders: Mapped[int] = mapped_column(BigInteger)
+    units_cancelled: Mapped[int] = mapped_column(BigInteger)
+    revenue_cancelled: Mapped[Decimal] = mapped_column(Money(SUM_PRECISION))
 
 
 class CustomerStats(Base):
     __tablename__ = "customer_stats"
 
-    customer_id: Mapped[str] = mapped_column(String(100), primary_key=True)
-    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
-    orders_placed: Mapped[int] = mapped_column(Integer)
-    orders_paid: Mapped[int] = mapped_column(Integer)
-    orders_cancelled: Mapped[int] = mapped_column(Integer)
-    total_spent: Mapped[Decimal] = mapped_column(Money())
+    customer_id: Mapped[str] = mapped_column(ID_TYPE, primary_key=True)
+    currency: Mapped[str] = mapped_column(CURRENCY_TYPE, primary_key=True)
+    orders_placed: Mapped[int] = mapped_column(BigInteger)
+    orders_paid: Mapped[int] = mapped_column(BigInteger)
+    orders_cancelled: Mapped[int] = mapped_column(BigInteger)
+    total_spent: Mapped[Decimal] = mapped_column(Money(SUM_PRECISION))
     first_order_at: Mapped[datetime] = mapped_column(UtcDateTime())
     last_order_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
@@ -164,19 +188,19 @@ class SalesOrder(Base):
 
     __tablename__ = "sales_orders"
 
-    order_id: Mapped[str] = mapped_column(String(100), primary_key=True)
-    customer_id: Mapped[str] = mapped_column(String(100))
+    order_id: Mapped[str] = mapped_column(ID_TYPE, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ID_TYPE)
     status: Mapped[str] = mapped_column(String(20))
     total: Mapped[Decimal] = mapped_column(Money())
-    currency: Mapped[str] = mapped_column(String(3))
+    currency: Mapped[str] = mapped_column(CURRENCY_TYPE)
 
 
 class SalesOrderLine(Base):
     __tablename__ = "sales_order_lines"
 
-    order_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    order_id: Mapped[str] = mapped_column(ID_TYPE, primary_key=True)
     line_no: Mapped[int] = mapped_column(Integer, primary_key=True)
-    sku: Mapped[str] = mapped_column(String(100))
+    sku: Mapped[str] = mapped_column(SKU_TYPE)
     quantity: Mapped[int] = mapped_column(Integer)
     unit_price: Mapped[Decimal] = mapped_column(Money())
 

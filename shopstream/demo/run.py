@@ -174,7 +174,7 @@ class DemoRun:
             }
             while True:
                 self.check_daemons()
-                done = _stored_offsets(engine)
+                done = _stored_offsets(engine, topics)
                 for group, task in tasks.items():
                     progress.update(task, completed=done.get(group, 0))
                 if all(done.get(group, 0) >= totals[group] for group in PROJECT_GROUPS):
@@ -188,11 +188,12 @@ class DemoRun:
         delete_prefixed_data(self.settings)
 
 
-def _stored_offsets(engine: Engine) -> dict[str, int]:
-    """Per group, the sum of the next offsets stored in the database."""
+def _stored_offsets(engine: Engine, topics: dict[str, str]) -> dict[str, int]:
+    """Per group, the sum of the next offsets stored in the database for its topic."""
     with engine.connect() as connection:
         return {
-            group: sum(OffsetStore(group).load_all(connection).values()) for group in PROJECT_GROUPS
+            group: sum(OffsetStore(group, topic).load_all(connection).values())
+            for group, topic in topics.items()
         }
 
 

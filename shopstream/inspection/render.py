@@ -3,6 +3,10 @@
 Messages are streamed (one line each, flushed) so ``tail`` shows an event as soon as
 it arrives and ``peek`` never holds a whole topic in memory; ``--format json`` streams
 a JSON array, ``jsonl`` one JSON object per line.
+
+Everything shown comes from outside (keys, ids, values, headers), so it goes through
+``shopstream.terminal``: table cells are Rich ``Text`` (never read as markup), lines
+and JSON have control characters escaped visibly.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from typing import Any, Protocol, TextIO
 
 from rich.console import RenderableType
 from rich.table import Table
+from rich.text import Text
 
 from shopstream.inspection.consumer_groups import GroupInfo, GroupLag
 from shopstream.inspection.decode import InspectedMessage, format_millis
@@ -19,12 +24,18 @@ from shopstream.inspection.dlq_reader import DlqReport
 from shopstream.inspection.timeline import Timeline
 from shopstream.inspection.topic_info import TopicDetail, TopicSummary
 from shopstream.registry.lookup import SubjectInfo
+from shopstream.terminal import cell, json_safe, printable
 
 EVENT_PREVIEW_CHARS = 160
 
 
 def compact_json(data: Any) -> str:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return json_safe(json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+
+
+def _row(table: Table, *values: object) -> None:
+    """Add a row whose cells show ``values`` literally."""
+    table.add_row(*(value if isinstance(value, Text) else cell(value) for value in values))
 
 
 def _dash(value: object) -> str:
@@ -77,7 +88,7 @@ class JsonArrayWriter:
 
     def write(self, message: InspectedMessage) -> None:
         separator = ",\n" if self._count else "\n"
-        body = json.dumps(message.to_json(), indent=2, ensure_ascii=False)
+        body = json_safe(json.dumps(message.to_json(), indent=2, ensure_ascii=False))
         self._out.write(separator + _indent(body))
         self._out.flush()
         self._count += 1
@@ -110,7 +121,7 @@ class TableLinesWriter:
             self._out.flush()
 
     def write(self, message: InspectedMessage) -> None:
-        self._out.write(message_line(message) + "\n")
+        self._out.write(printable(message_line(message)) + "\n")
         self._out.flush()
 
     def end(self) -> None:
@@ -152,7 +163,7 @@ def message_writer(fmt: str, out: TextIO) -> MessageWriter:
 def topics_table(topics: list[TopicSummary]) -> Table:
     table = Table("topic", "partitions", "messages")
     for topic in topics:
-        table.add_row(topic.name, str(topic.partitions), str(topic.messages))
+        _row(table, topic.name, str(topic.partitions), str(topic.messages))
     return table
 
 
@@ -167,10 +178,11 @@ def topic_tables(detail: TopicDetail) -> list[Table]:
         "messages",
         "first timestamp",
         "last timestamp",
-        title=f"{detail.name} ({detail.messages} messages)",
+        title=cell(f"{detail.name} ({detail.messages} messages)"),
     )
     for part in detail.partitions:
-        parts.add_row(
+        _row(
+            parts,
             str(part.partition),
             str(part.leader),
             _ids(part.replicas),
@@ -184,7 +196,7 @@ def topic_tables(detail: TopicDetail) -> list[Table]:
     configs = Table("config", "value", "source", title="non-default configs")
     for config in detail.configs:
         value = "(sensitive)" if config.sensitive else _dash(config.value)
-        configs.add_row(config.name, value, config.source)
+        _row(configs, config.name, value, config.source)
     return [parts, configs]
 
 
@@ -199,12 +211,13 @@ def groups_table(groups: list[GroupInfo]) -> Table:
             f"{m.client_id} @ {m.host}: {', '.join(f'{t}:{p}' for t, p in m.assignment) or '-'}"
             for m in group.members
         ]
-        table.add_row(
+        _row(
+            table,
             group.group_id,
             group.state,
             group.group_type,
             str(len(group.members)),
-            "\n".join(members) or "-",
+            Text("\n".join(printable(member) for member in members) or "-"),
         )
     return table
 
@@ -213,7 +226,7 @@ def lag_table(lag: GroupLag) -> Table:
     columns = ["topic", "partition", "committed", "end", "lag"]
     if lag.with_db:
         columns += ["db offset", "agrees"]
-    table = Table(*columns, title=f"{lag.group_id} ({lag.state}, total lag {lag.total_lag})")
+    table = Table(*columns, title=cell(f"{lag.group_id} ({lag.state}, total lag {lag.total_lag})"))
     for part in lag.partitions:
         row = [
             part.topic,
@@ -224,14 +237,15 @@ def lag_table(lag: GroupLag) -> Table:
         ]
         if lag.with_db:
             row += [_dash(part.db_offset), "yes" if part.agrees() else "NO"]
-        table.add_row(*row)
+        _row(table, *row)
     return table
 
 
 def subjects_table(subjects: list[SubjectInfo]) -> Table:
     table = Table("subject", "versions", "ids", "compatibility")
     for info in subjects:
-        table.add_row(
+        _row(
+            table,
             info.subject,
             ",".join(str(v.version) for v in info.versions),
             ",".join(str(v.schema_id) for v in info.versions),
@@ -245,8 +259,11 @@ def dlq_tables(report: DlqReport) -> list[RenderableType]:
     summary = Table("reason", "count")
     groups = report.by_reason()
     for reason, letters in groups:
-        summary.add_row(reason, str(len(letters)))
-    tables: list[RenderableType] = [f"{report.topic}: {len(report.letters)} dead letters", summary]
+        _row(summary, reason, str(len(letters)))
+    tables: list[RenderableType] = [
+        cell(f"{report.topic}: {len(report.letters)} dead letters"),
+        summary,
+    ]
     for reason, letters in groups:
         detail = Table(
             "offset",
@@ -256,14 +273,15 @@ def dlq_tables(report: DlqReport) -> list[RenderableType]:
             "key",
             "type",
             "error",
-            title=f"{reason} ({len(letters)})",
+            title=cell(f"{reason} ({len(letters)})"),
         )
         for letter in letters:
             original = (
                 f"{_dash(letter.original_topic)}:{_dash(letter.original_partition)}"
                 f"@{_dash(letter.original_offset)}"
             )
-            detail.add_row(
+            _row(
+                detail,
                 f"{letter.message.partition}:{letter.message.offset}",
                 _dash(letter.group),
                 original,

@@ -5,6 +5,16 @@ initdb and postgres refuse to run as root, so when we are root they run as the
 the cluster's folder belongs to that user. When that user cannot reach the state
 dir (``/root`` is mode 700), the cluster lives in its home instead and the state
 dir holds a symlink to it.
+
+Authentication is by password (scram-sha-256, for TCP and the socket alike): ``up``
+generates one, keeps it in the state dir's ``postgres-password`` (mode 0600, ours) and
+puts it in the endpoint URL, which ``stack up`` prints as ``DATABASE_URL``. A cluster
+made before passwords existed (no password file beside it) keeps its trust setup.
+
+Run as root, preparing and purging never follow a symlink an other user could have
+placed: the state dir's ``postgres`` is either a real folder or a symlink to exactly
+the relocated folder in the database user's home, and that folder must be a real
+folder; anything else is refused with one line.
 """
 
 from __future__ import annotations
@@ -13,7 +23,9 @@ import contextlib
 import hashlib
 import os
 import pwd
+import secrets
 import shutil
+import stat
 import subprocess
 from collections.abc import Sequence
 from functools import cached_property
@@ -48,8 +60,20 @@ def find_pg_bin() -> Path:
     raise StackError(f"PostgreSQL server binaries (initdb, pg_ctl) were not found; {INSTALL_HINT}")
 
 
-def database_url(port: int, database: str = DB_NAME) -> str:
-    return f"postgresql+psycopg://{DB_SUPERUSER}@127.0.0.1:{port}/{database}"
+PASSWORD_FILE = "postgres-password"  # noqa: S105 (a file name, not a password)
+
+
+def database_url(port: int, database: str = DB_NAME, password: str | None = None) -> str:
+    user = DB_SUPERUSER if password is None else f"{DB_SUPERUSER}:{password}"
+    return f"postgresql+psycopg://{user}@127.0.0.1:{port}/{database}"
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Create ``path`` with mode 0600 (never through a symlink, never over a file)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    descriptor = os.open(path, flags, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+        out.write(text)
 
 
 class PostgresPart(Part):
@@ -63,12 +87,47 @@ class PostgresPart(Part):
 
     @property
     def endpoint(self) -> str:
-        return database_url(self.config.postgres_port)
+        return database_url(self.config.postgres_port, password=self.password())
+
+    @property
+    def password_file(self) -> Path:
+        return self.config.state_dir.absolute() / PASSWORD_FILE
+
+    def password(self) -> str | None:
+        """The superuser's password, None for a cluster made with trust auth."""
+        try:
+            return self.password_file.read_text(encoding="utf-8").strip() or None
+        except FileNotFoundError:
+            return None
 
     @property
     def root(self) -> Path:
-        """The cluster's folder (the state dir's ``postgres``, or where its symlink points)."""
-        return self.home.resolve()
+        """The cluster's folder: the state dir's ``postgres``, or the relocated folder
+        its symlink points to (only that one: see :meth:`_checked_root`)."""
+        return self._checked_root()
+
+    def _relocated(self) -> Path | None:
+        """Where the cluster lives when the state dir is out of the database user's reach."""
+        user = self.run_as
+        if user is None:
+            return None
+        state = self.config.state_dir.absolute()
+        digest = hashlib.sha256(str(state).encode()).hexdigest()[:12]
+        return Path(user.pw_dir) / f"shopstream-{digest}"
+
+    def _checked_root(self) -> Path:
+        """The cluster folder, refusing a symlink anywhere we did not put it."""
+        home = self.home
+        if not home.is_symlink():
+            return home
+        target = self._relocated()
+        if target is None or Path(os.readlink(home)) != target:
+            raise StackError(
+                f"refusing to use {home}: it is a symlink to {os.readlink(home)}, "
+                "not to the cluster's relocated folder; remove it"
+            )
+        _refuse_symlink(target)
+        return target
 
     @property
     def data_dir(self) -> Path:
@@ -108,7 +167,8 @@ class PostgresPart(Part):
     def _run(self, argv: Sequence[str], what: str, timeout: float = 120.0) -> None:
         log = self.log_files[1]
         log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("ab") as out:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
+        with os.fdopen(os.open(log, flags, 0o644), "ab") as out:
             result = subprocess.run(
                 self._as_db_user(argv),
                 cwd=self.root,
@@ -129,27 +189,34 @@ class PostgresPart(Part):
         return probe.returncode == 0
 
     def _make_root(self) -> None:
-        """Create the cluster folder (or a relocated one), owned by the database's user."""
+        """Create the cluster folder (or a relocated one), owned by the database's user.
+
+        ``os.mkdir`` never follows a symlink in the last component, and ``lchown``
+        never changes what a symlink points to.
+        """
         user = self.run_as
         if self.home.is_symlink():
-            target = self.home.resolve()  # relocated earlier; recreate if deleted since
-            target.mkdir(parents=True, exist_ok=True)
+            target = self._checked_root()  # relocated earlier; recreate if deleted since
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(target, 0o700)
+            _refuse_symlink(target)
         elif self.home.is_dir():
             return
         else:
             target = self._new_root(user)
         if user is not None:
-            os.chown(target, user.pw_uid, user.pw_gid)
+            os.chown(target, user.pw_uid, user.pw_gid, follow_symlinks=False)
 
     def _new_root(self, user: pwd.struct_passwd | None) -> Path:
         state = self.config.state_dir.absolute()
         state.mkdir(parents=True, exist_ok=True)
-        if user is None or self._reachable_by_db_user(state):
+        target = self._relocated()
+        if target is None or self._reachable_by_db_user(state):
             self.home.mkdir()
             return self.home
-        digest = hashlib.sha256(str(state).encode()).hexdigest()[:12]
-        target = Path(user.pw_dir) / f"shopstream-{digest}"
-        target.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(target, 0o700)
+        _refuse_symlink(target)
         self.home.symlink_to(target, target_is_directory=True)
         return target
 
@@ -161,7 +228,9 @@ class PostgresPart(Part):
 
     def connect_url(self, database: str = "postgres") -> str:
         """A libpq URL (no SQLAlchemy driver suffix) for psycopg."""
-        return f"postgresql://{DB_SUPERUSER}@127.0.0.1:{self.config.postgres_port}/{database}"
+        password = self.password()
+        user = DB_SUPERUSER if password is None else f"{DB_SUPERUSER}:{password}"
+        return f"postgresql://{user}@127.0.0.1:{self.config.postgres_port}/{database}"
 
     def answers(self, timeout: float = 3.0) -> bool:
         try:
@@ -177,23 +246,43 @@ class PostgresPart(Part):
         if (self.data_dir / "PG_VERSION").is_file():
             return
         self.progress(f"creating a PostgreSQL cluster in {self.data_dir}")
+        _refuse_symlink(self.data_dir)
         shutil.rmtree(self.data_dir, ignore_errors=True)
-        self._run(
-            [
-                str(bin_dir / "initdb"),
-                "-D",
-                str(self.data_dir),
-                "-U",
-                DB_SUPERUSER,
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--no-locale",
-                "--no-instructions",
-            ],
-            "initdb",
-        )
+        password = self.password()
+        if password is None:
+            password = secrets.token_urlsafe(24)
+            with contextlib.suppress(FileNotFoundError):
+                self.password_file.unlink()
+            _write_private(self.password_file, password)
+        # initdb reads the password from a file the database's user can read: a
+        # private copy in the cluster's folder (owned by that user), deleted after
+        pwfile = self.root / "initdb-password"
+        with contextlib.suppress(FileNotFoundError):
+            pwfile.unlink()
+        _write_private(pwfile, password + "\n")
+        user = self.run_as
+        try:
+            if user is not None:
+                os.chown(pwfile, user.pw_uid, user.pw_gid, follow_symlinks=False)
+            self._run(
+                [
+                    str(bin_dir / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    DB_SUPERUSER,
+                    "-A",
+                    "scram-sha-256",
+                    f"--pwfile={pwfile}",
+                    "-E",
+                    "UTF8",
+                    "--no-locale",
+                    "--no-instructions",
+                ],
+                "initdb",
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
 
     def _launch(self) -> None:
         self._run(["mkdir", "-p", str(self.socket_dir)], "socket dir")
@@ -255,9 +344,25 @@ class PostgresPart(Part):
         return True
 
     def purge(self) -> None:
-        """Delete the cluster (stopped first), including a relocated folder."""
+        """Delete the cluster (stopped first), including a relocated folder, and its
+        password. Never through a symlink we did not make (``shutil.rmtree`` refuses a
+        symlink and does not follow the ones inside)."""
         self.stop()
-        root = self.root
+        root = self._checked_root()
         if self.home.is_symlink():
             self.home.unlink()
-        shutil.rmtree(root, ignore_errors=True)
+        if root.exists():
+            _refuse_symlink(root)
+            shutil.rmtree(root, ignore_errors=True)
+        self.password_file.unlink(missing_ok=True)
+
+
+def _refuse_symlink(path: Path) -> None:
+    """Raise StackError when ``path`` is a symlink (or anything but a folder)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(mode):
+        kind = "a symlink" if stat.S_ISLNK(mode) else "not a folder"
+        raise StackError(f"refusing to use {path}: it is {kind}; remove it")

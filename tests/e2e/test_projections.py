@@ -129,7 +129,8 @@ class Pipeline:
     def caught_up(self, group: str) -> bool:
         ends = self.end_offsets(TOPIC_OF_GROUP[group])
         with self.engine.connect() as connection:
-            stored = OffsetStore(group).load_all(connection)
+            topic = self.settings.topic(TOPIC_OF_GROUP[group])
+            stored = OffsetStore(group, topic).load_all(connection)
         return all(stored.get(key, 0) >= end for key, end in ends.items())
 
     def wait_caught_up(self, groups: Sequence[str], timeout: float = 90.0) -> None:

@@ -61,7 +61,7 @@ def runner(settings: Settings, unique_name: str) -> Iterator[GroupRunner]:
 
 
 def committed(runner: GroupRunner, offsets: dict[int, int]) -> None:
-    store = OffsetStore(runner.group_id)
+    store = OffsetStore(runner.group_id, runner.topic)
     with runner._engine.begin() as connection:
         keys = [(runner.topic, p) for p in offsets]
         stored = store.load(connection, keys)

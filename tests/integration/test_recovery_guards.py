@@ -109,8 +109,8 @@ def zombie_batch(engine: Engine, started: threading.Event, go: threading.Event) 
     """A member that lost its partition without knowing: compare-and-set its batch's
     offsets, write a projection row, then wait before committing."""
     with engine.begin() as connection:
-        OffsetStore(GROUP).advance(connection, {KEY: (10, 20)})
-        ProcessedEvents(GROUP).claim(connection, ["zombie-event"])
+        OffsetStore(GROUP, KEY[0]).advance(connection, {KEY: (10, 20)})
+        ProcessedEvents(GROUP, KEY[0]).claim(connection, ["zombie-event"])
         now = datetime.now(UTC)
         connection.execute(
             insert(carts).values(
@@ -130,8 +130,8 @@ def zombie_batch(engine: Engine, started: threading.Event, go: threading.Event) 
 
 def stored(engine: Engine) -> None:
     with engine.begin() as connection:
-        OffsetStore(GROUP).load(connection, [KEY])
-        OffsetStore(GROUP).advance(connection, {KEY: (0, 10)})
+        OffsetStore(GROUP, KEY[0]).load(connection, [KEY])
+        OffsetStore(GROUP, KEY[0]).advance(connection, {KEY: (0, 10)})
 
 
 def counts(engine: Engine) -> tuple[int, int]:
@@ -160,7 +160,7 @@ def test_a_zombie_that_commits_during_the_reset_leaves_nothing(pg: Engine) -> No
     zombie = threading.Thread(target=zombie_batch, args=(pg, started, go))
     zombie.start()
     assert started.wait(10)
-    reset = threading.Thread(target=reset_group, args=(pg, CartProjection()))
+    reset = threading.Thread(target=reset_group, args=(pg, CartProjection(), KEY[0]))
     reset.start()
     wait_until_blocked(pg)  # the reset waits on the zombie's offset row
     go.set()  # the zombie commits first ...
@@ -172,7 +172,7 @@ def test_a_zombie_that_commits_during_the_reset_leaves_nothing(pg: Engine) -> No
 
 def test_a_zombie_that_comes_after_the_reset_fails(pg: Engine) -> None:
     stored(pg)
-    reset_group(pg, CartProjection())
+    reset_group(pg, CartProjection(), KEY[0])
     with pytest.raises(OffsetConflict), pg.begin() as connection:
-        OffsetStore(GROUP).advance(connection, {KEY: (10, 20)})
+        OffsetStore(GROUP, KEY[0]).advance(connection, {KEY: (10, 20)})
     assert counts(pg) == (0, 0)

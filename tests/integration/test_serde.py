@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from schemas import HISTORY_DIR, SchemaCatalog, load_catalog, load_event_schema
 from shopstream.config import Settings
+from shopstream.domain.limits import MAX_QUANTITY
 from shopstream.events import (
     EVENT_TYPES,
     CartCheckedOut,
@@ -111,7 +112,9 @@ def prefix(registry: SchemaRegistryClient, unique_name: str) -> Iterator[str]:
 
 # -- strategies ----------------------------------------------------------------------
 
-texts = st.text(min_size=1, max_size=24).filter(lambda text: bool(text.strip()))
+texts = st.text(
+    alphabet=st.characters(exclude_categories=("Cs", "Cc")), min_size=1, max_size=24
+).filter(lambda text: bool(text.strip()))
 optional_texts = st.none() | texts
 currencies = st.text(alphabet=string.ascii_uppercase, min_size=3, max_size=3)
 moments = st.datetimes(
@@ -171,8 +174,8 @@ STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
         cart_id=texts,
         customer_id=texts,
         sku=texts,
-        quantity=st.integers(1, 2**31 - 1),
-        unit_price=money(),
+        quantity=st.integers(1, MAX_QUANTITY),
+        unit_price=money(max_integer_digits=3),  # the line's amount fits NUMERIC(12, 2)
         currency=currencies,
     ),
     "CartItemRemoved": st.builds(
@@ -181,7 +184,7 @@ STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
         cart_id=texts,
         customer_id=texts,
         sku=texts,
-        quantity=st.integers(1, 2**31 - 1),
+        quantity=st.integers(1, MAX_QUANTITY),
     ),
     "CartCheckedOut": st.builds(
         CartCheckedOut, **common(), cart_id=texts, customer_id=texts, order_id=texts
@@ -240,12 +243,13 @@ def test_round_trip_is_exact(
     round_trip()
 
 
-@given(price=money(), quantity=st.integers(1, 100))
+@given(price=money())
 @settings(max_examples=50, deadline=None)
-def test_decimal_digits_survive_exactly(price: Decimal, quantity: int) -> None:
-    """The decimal as typed (0 to 2 decimals, up to 10 integer digits) is what is read."""
+def test_decimal_digits_survive_exactly(price: Decimal) -> None:
+    """The decimal as typed (0 to 2 decimals, up to 10 integer digits) is what is read
+    (one unit: the line's amount is the price, within NUMERIC(12, 2))."""
     event = CartItemAdded(
-        cart_id="c", customer_id="u", sku="s", quantity=quantity, unit_price=price, currency="EUR"
+        cart_id="c", customer_id="u", sku="s", quantity=1, unit_price=price, currency="EUR"
     )
     assert str(event.unit_price) == str(price.quantize(CENT))
     # Schemaless body with the very schema: no float anywhere on the way.

@@ -187,7 +187,7 @@ class Scene:
 
     def committed(self) -> dict[int, int]:
         with self.engine.connect() as connection:
-            stored = OffsetStore("order-state").load_all(connection)
+            stored = OffsetStore("order-state", self.topic).load_all(connection)
         return {p: offset for (_, p), offset in stored.items()}
 
 

@@ -5,7 +5,7 @@ change and its events (``service_outbox``) in one transaction; the relay publish
 pending outbox rows (``sent_at IS NULL``, a partial index) and marks them sent.
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-03
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 from shopstream.db.types import Money, UtcDateTime
 
 revision: str = "0004"
-down_revision: str | None = "0002"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
