@@ -34,8 +34,11 @@ def scene_settings(settings: Settings, unique_name: str, database_url: str) -> S
         update={"shopstream_topic_prefix": f"{unique_name}-", "database_url": database_url}
     )
     admin = AdminClient(dict(prefixed.kafka_config()))
-    dead_letters = dlq_topic(prefixed.topic(ORDER_TOPIC))
-    for future in admin.create_topics([NewTopic(dead_letters, 1, 1)]).values():
+    topic = prefixed.topic(ORDER_TOPIC)
+    # The script drives the consumer, but the topic is real: the runner checks the
+    # offsets it stores against the partitions' bounds on the broker.
+    topics = [NewTopic(topic, PARTITIONS, 1), NewTopic(dlq_topic(topic), 1, 1)]
+    for future in admin.create_topics(topics).values():
         future.result(timeout=30)
     return prefixed
 

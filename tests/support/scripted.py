@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from confluent_kafka import Message, TopicPartition
+from confluent_kafka import Message, Producer, TopicPartition
 from sqlalchemy import Engine, select
 
 from consumers.projections.order_state import OrderStateProjection, order_status_history
@@ -139,6 +139,7 @@ class Scene:
         serializer = EventSerializer(
             make_registry_client(self.settings.registry_config()), catalog=catalog
         )
+        mirror = Producer(dict(self.settings.kafka_config()))
         for partition, items in events.items():
             self.events[partition] = items
             self.log[partition] = []
@@ -154,6 +155,13 @@ class Scene:
                         headers=encoded.headers,
                     )
                 )
+                mirror.produce(
+                    self.topic, encoded.value, encoded.key, partition, headers=encoded.headers
+                )
+        # The same messages at the same offsets on the broker (each partition written
+        # once, from offset 0), so the partitions' bounds match the script's log.
+        if mirror.flush(30):
+            raise RuntimeError("the scripted messages did not reach the broker")
 
     def runner(self, background: bool, settings: Settings | None = None) -> GroupRunner:
         options = RuntimeOptions(batch_size=7, background_writes=background)
