@@ -106,7 +106,9 @@ def db_refusal(exc: BaseException) -> DbRefusal | None:
     if isinstance(original, psycopg.DataError | psycopg.IntegrityError):
         return DbRefusal(type(original).__name__, _one_line(original))  # refused by psycopg
     if isinstance(original, sqlite3.IntegrityError | sqlite3.DataError):
-        return DbRefusal(original.sqlite_errorname, _one_line(original))
+        # sqlite3 names its own errors; the Money type raises a bare DataError
+        name = getattr(original, "sqlite_errorname", None) or type(original).__name__
+        return DbRefusal(name, _one_line(original))
     if isinstance(original, OverflowError):  # sqlite3: an integer beyond 64 bits
         return DbRefusal(type(original).__name__, _one_line(original))
     return None
