@@ -22,6 +22,7 @@ from shopstream.config import Settings
 from shopstream.console.app import ConsoleOptions, create_app
 from shopstream.errors import UsageError
 from shopstream.logs import get_logger
+from shopstream.sockets import listening_socket
 
 log = get_logger("shopstream.console")
 DEFAULT_HOST = "127.0.0.1"
@@ -60,17 +61,7 @@ def check_bind(host: str, settings: Settings) -> None:
 
 
 def bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise UsageError(
-            f"cannot listen on {host}:{port}: {exc.strerror} (choose another --port, 0 for any)"
-        ) from None
-    sock.listen(128)
+    sock = listening_socket(host, port, backlog=128)
     sock.setblocking(False)
     return sock
 

@@ -41,6 +41,7 @@ from shopstream.services.metrics import ServiceMetrics
 from shopstream.services.relay import OutboxRelay, RelayOptions
 from shopstream.services.transactions import CommandExecutor, make_service_engine
 from shopstream.simulation.simulator import ProductCatalog
+from shopstream.sockets import listening_socket
 
 log = get_logger("shopstream.serve")
 
@@ -64,18 +65,8 @@ class ServeOptions:
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise UsageError(
-            f"cannot listen on {host}:{port}: {exc.strerror} (choose another --port)"
-        ) from None
-    sock.listen(2048)
-    sock.set_inheritable(True)
+    sock = listening_socket(host, port, backlog=2048)
+    sock.set_inheritable(True)  # shared with the worker processes
     return sock
 
 
