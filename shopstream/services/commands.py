@@ -5,7 +5,9 @@ Each command runs inside the caller's transaction (see
 aggregate's row (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's single writer
 serializes anyway), checks the command, and only then writes the new state and returns
 the events to put in the outbox. A refusal (:class:`Refused`) is raised before anything
-is written, so a refused command never changes state nor emits an event.
+is written (the executor relies on it: no savepoint), so a refused command never
+changes state nor emits an event. A command's answer is built from what it read and
+wrote, not read back: a few statements per command (see docs/services.md).
 
 Values are checked by the typed events' own validation (names the field, 422): a
 command builds its events before it writes. Prices come from ``service_products``,
@@ -15,7 +17,7 @@ never from the client. Order transitions follow the order state machine that the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -148,11 +150,18 @@ def _cart_row(connection: Connection, cart_id: str, *, lock: bool) -> Row[Any] |
     return connection.execute(query.with_for_update() if lock else query).one_or_none()
 
 
-def _cart_view(connection: Connection, cart: Row[Any]) -> dict[str, Any]:
-    items = connection.execute(
-        select(cart_items).where(cart_items.c.cart_id == cart.cart_id).order_by(cart_items.c.sku)
-    ).all()
-    subtotal = sum((item.unit_price * item.quantity for item in items), ZERO)
+def _cart_items(connection: Connection, cart_id: str) -> dict[str, tuple[int, Decimal]]:
+    """The cart's items: sku → (quantity, unit price)."""
+    rows = connection.execute(
+        select(cart_items.c.sku, cart_items.c.quantity, cart_items.c.unit_price).where(
+            cart_items.c.cart_id == cart_id
+        )
+    )
+    return {row.sku: (row.quantity, row.unit_price) for row in rows}
+
+
+def _cart_view(cart: Row[Any], items: dict[str, tuple[int, Decimal]]) -> dict[str, Any]:
+    subtotal = sum((price * quantity for quantity, price in items.values()), ZERO)
     return {
         "cart_id": cart.cart_id,
         "customer_id": cart.customer_id,
@@ -160,8 +169,8 @@ def _cart_view(connection: Connection, cart: Row[Any]) -> dict[str, Any]:
         "currency": cart.currency,
         "order_id": cart.order_id,
         "items": [
-            {"sku": item.sku, "quantity": item.quantity, "unit_price": _money(item.unit_price)}
-            for item in items
+            {"sku": sku, "quantity": quantity, "unit_price": _money(price)}
+            for sku, (quantity, price) in sorted(items.items())
         ],
         "subtotal": _money(subtotal),
     }
@@ -171,23 +180,25 @@ def get_cart(connection: Connection, cart_id: str) -> dict[str, Any]:
     cart = _cart_row(connection, cart_id, lock=False)
     if cart is None:
         raise Refused(404, "unknown-cart", f"no cart {cart_id}")
-    return _cart_view(connection, cart)
+    return _cart_view(cart, _cart_items(connection, cart_id))
 
 
-def _open_cart(connection: Connection, cart: Row[Any], command: str) -> None:
+def _open_cart(cart: Row[Any], items: dict[str, tuple[int, Decimal]], command: str) -> None:
     if cart.status != OPEN:
         raise Refused(
             409,
             "cart-checked-out",
             f"cannot {command}: cart {cart.cart_id} is {cart.status}",
-            _cart_view(connection, cart),
+            _cart_view(cart, items),
         )
 
 
 def add_item(
     connection: Connection, now: datetime, cart_id: str, customer_id: str, sku: str, quantity: int
 ) -> Result:
-    product = connection.execute(select(products).where(products.c.sku == sku)).one_or_none()
+    product = connection.execute(
+        select(products.c.price, products.c.currency).where(products.c.sku == sku)
+    ).one_or_none()
     if product is None:
         raise Refused(404, "unknown-product", f"no product {sku}")
     event = CartItemAdded(
@@ -199,51 +210,55 @@ def add_item(
         currency=product.currency,
         occurred_at=now,
     )
-    connection.execute(
-        dialect_insert(connection, carts)
-        .values(
-            cart_id=cart_id,
-            customer_id=customer_id,
-            status=OPEN,
-            currency=product.currency,
-            order_id=None,
-            created_at=now,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing()
-    )
     cart = _cart_row(connection, cart_id, lock=True)
-    assert cart is not None  # inserted above or already there
-    _open_cart(connection, cart, "add items")
+    opened = False
+    if cart is None:  # the first item opens the cart (its checks pass by construction)
+        cart = connection.execute(
+            dialect_insert(connection, carts)
+            .values(
+                cart_id=cart_id,
+                customer_id=customer_id,
+                status=OPEN,
+                currency=product.currency,
+                order_id=None,
+                created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing()
+            .returning(*carts.c)
+        ).one_or_none()
+        opened = cart is not None
+        if cart is None:  # opened by a concurrent request since the read
+            cart = _cart_row(connection, cart_id, lock=True)
+            assert cart is not None
+    items = {} if opened else _cart_items(connection, cart_id)
+    _open_cart(cart, items, "add items")
     if cart.customer_id != customer_id or cart.currency != product.currency:
         which = "customer" if cart.customer_id != customer_id else "currency"
         raise Refused(
             409,
             f"cart-{which}-mismatch",
             f"cart {cart_id} belongs to another {which}",
-            _cart_view(connection, cart),
+            _cart_view(cart, items),
         )
-    held = connection.execute(
-        select(cart_items.c.quantity).where(
-            cart_items.c.cart_id == cart_id, cart_items.c.sku == sku
-        )
-    ).scalar_one_or_none()
+    held = items.get(sku)
     if held is None:
         connection.execute(
             cart_items.insert().values(
                 cart_id=cart_id, sku=sku, quantity=quantity, unit_price=product.price
             )
         )
+        items[sku] = (quantity, product.price)
     else:
         connection.execute(
             update(cart_items)
             .where(cart_items.c.cart_id == cart_id, cart_items.c.sku == sku)
-            .values(quantity=held + quantity)
+            .values(quantity=held[0] + quantity)
         )
-    connection.execute(update(carts).where(carts.c.cart_id == cart_id).values(updated_at=now))
-    cart = _cart_row(connection, cart_id, lock=False)
-    assert cart is not None
-    return Result(200, _cart_view(connection, cart), (event,))
+        items[sku] = (held[0] + quantity, held[1])
+    if not opened:
+        connection.execute(update(carts).where(carts.c.cart_id == cart_id).values(updated_at=now))
+    return Result(200, _cart_view(cart, items), (event,))
 
 
 def remove_item(
@@ -252,14 +267,11 @@ def remove_item(
     cart = _cart_row(connection, cart_id, lock=True)
     if cart is None:
         raise Refused(404, "unknown-cart", f"no cart {cart_id}")
-    _open_cart(connection, cart, "remove items")
-    held = connection.execute(
-        select(cart_items.c.quantity).where(
-            cart_items.c.cart_id == cart_id, cart_items.c.sku == sku
-        )
-    ).scalar_one_or_none()
-    if held is None:
+    items = _cart_items(connection, cart_id)
+    _open_cart(cart, items, "remove items")
+    if sku not in items:
         raise Refused(404, "not-in-cart", f"cart {cart_id} holds no {sku}")
+    held, price = items[sku]
     removing = held if quantity is None else quantity
     event = CartItemRemoved(
         cart_id=cart_id, customer_id=cart.customer_id, sku=sku, quantity=removing, occurred_at=now
@@ -269,17 +281,17 @@ def remove_item(
             409,
             "remove-too-many",
             f"cart {cart_id} holds {held} of {sku}, cannot remove {removing}",
-            _cart_view(connection, cart),
+            _cart_view(cart, items),
         )
     where = (cart_items.c.cart_id == cart_id, cart_items.c.sku == sku)
     if removing == held:
         connection.execute(delete(cart_items).where(*where))
+        del items[sku]
     else:
         connection.execute(update(cart_items).where(*where).values(quantity=held - removing))
+        items[sku] = (held - removing, price)
     connection.execute(update(carts).where(carts.c.cart_id == cart_id).values(updated_at=now))
-    cart = _cart_row(connection, cart_id, lock=False)
-    assert cart is not None
-    return Result(200, _cart_view(connection, cart), (event,))
+    return Result(200, _cart_view(cart, items), (event,))
 
 
 def checkout(connection: Connection, now: datetime, cart_id: str, order_id: str | None) -> Result:
@@ -287,14 +299,14 @@ def checkout(connection: Connection, now: datetime, cart_id: str, order_id: str 
     cart = _cart_row(connection, cart_id, lock=True)
     if cart is None:
         raise Refused(404, "unknown-cart", f"no cart {cart_id}")
-    _open_cart(connection, cart, "check out")
-    items = connection.execute(
-        select(cart_items).where(cart_items.c.cart_id == cart_id).order_by(cart_items.c.sku)
-    ).all()
+    items = _cart_items(connection, cart_id)
+    _open_cart(cart, items, "check out")
     if not items:
-        raise Refused(409, "empty-cart", f"cart {cart_id} is empty", _cart_view(connection, cart))
+        raise Refused(409, "empty-cart", f"cart {cart_id} is empty", _cart_view(cart, items))
     order_id = order_id or new_event_id()
-    lines = tuple(OrderLine(item.sku, item.quantity, item.unit_price) for item in items)
+    lines = tuple(
+        OrderLine(sku, quantity, price) for sku, (quantity, price) in sorted(items.items())
+    )
     created = OrderCreated(
         order_id=order_id,
         customer_id=cart.customer_id,
@@ -307,7 +319,7 @@ def checkout(connection: Connection, now: datetime, cart_id: str, order_id: str 
     checked_out = CartCheckedOut(
         cart_id=cart_id, customer_id=cart.customer_id, order_id=order_id, occurred_at=now
     )
-    inserted = connection.execute(
+    order = connection.execute(
         dialect_insert(connection, orders)
         .values(
             order_id=order_id,
@@ -320,9 +332,9 @@ def checkout(connection: Connection, now: datetime, cart_id: str, order_id: str 
             updated_at=now,
         )
         .on_conflict_do_nothing()
-        .returning(orders.c.order_id)
-    )
-    if inserted.first() is None:
+        .returning(*orders.c)
+    ).one_or_none()
+    if order is None:  # nothing written yet: the insert did nothing
         raise Refused(
             409, "order-exists", f"order {order_id} already exists", get_order(connection, order_id)
         )
@@ -344,7 +356,8 @@ def checkout(connection: Connection, now: datetime, cart_id: str, order_id: str 
         .where(carts.c.cart_id == cart_id)
         .values(status=CHECKED_OUT, order_id=order_id, updated_at=now)
     )
-    return Result(201, get_order(connection, order_id), (checked_out, created))
+    view_lines = [(line.sku, line.quantity, line.unit_price) for line in created.lines]
+    return Result(201, _order_view(order._asdict(), view_lines), (checked_out, created))
 
 
 # -- orders --------------------------------------------------------------------------
@@ -355,29 +368,34 @@ def _order_row(connection: Connection, order_id: str, *, lock: bool) -> Row[Any]
     return connection.execute(query.with_for_update() if lock else query).one_or_none()
 
 
-def _order_view(connection: Connection, order: Row[Any]) -> dict[str, Any]:
-    lines = connection.execute(
-        select(order_lines)
-        .where(order_lines.c.order_id == order.order_id)
+def _order_lines(connection: Connection, order_id: str) -> list[tuple[str, int, Decimal]]:
+    """The order's lines in order: (sku, quantity, unit price)."""
+    rows = connection.execute(
+        select(order_lines.c.sku, order_lines.c.quantity, order_lines.c.unit_price)
+        .where(order_lines.c.order_id == order_id)
         .order_by(order_lines.c.line_no)
-    ).all()
+    )
+    return [(row.sku, row.quantity, row.unit_price) for row in rows]
+
+
+def _order_view(order: dict[str, Any], lines: list[tuple[str, int, Decimal]]) -> dict[str, Any]:
     return {
-        "order_id": order.order_id,
-        "customer_id": order.customer_id,
-        "cart_id": order.cart_id,
-        "status": order.status,
-        "total": _money(order.total),
-        "currency": order.currency,
+        "order_id": order["order_id"],
+        "customer_id": order["customer_id"],
+        "cart_id": order["cart_id"],
+        "status": order["status"],
+        "total": _money(order["total"]),
+        "currency": order["currency"],
         "lines": [
-            {"sku": line.sku, "quantity": line.quantity, "unit_price": _money(line.unit_price)}
-            for line in lines
+            {"sku": sku, "quantity": quantity, "unit_price": _money(price)}
+            for sku, quantity, price in lines
         ],
-        "payment_id": order.payment_id,
-        "carrier": order.carrier,
-        "tracking_number": order.tracking_number,
-        "cancel_reason": order.cancel_reason,
-        "created_at": _time(order.created_at),
-        "updated_at": _time(order.updated_at),
+        "payment_id": order["payment_id"],
+        "carrier": order["carrier"],
+        "tracking_number": order["tracking_number"],
+        "cancel_reason": order["cancel_reason"],
+        "created_at": _time(order["created_at"]),
+        "updated_at": _time(order["updated_at"]),
     }
 
 
@@ -385,23 +403,31 @@ def get_order(connection: Connection, order_id: str) -> dict[str, Any]:
     order = _order_row(connection, order_id, lock=False)
     if order is None:
         raise Refused(404, "unknown-order", f"no order {order_id}")
-    return _order_view(connection, order)
+    return _order_view(order._asdict(), _order_lines(connection, order_id))
 
 
 OrderTransition = OrderPaid | OrderConfirmed | OrderShipped | OrderCancelled
 
 
-def transition(connection: Connection, now: datetime, event: OrderTransition) -> Result:
-    """Apply an order event (paid, confirmed, shipped, cancelled) if the machine allows."""
-    order = _order_row(connection, event.order_id, lock=True)
+def transition(
+    connection: Connection,
+    now: datetime,
+    order_id: str,
+    make_event: Callable[[Row[Any]], OrderTransition],
+) -> Result:
+    """Apply an order event (paid, confirmed, shipped, cancelled) if the machine allows;
+    ``make_event`` builds it from the locked order's row."""
+    order = _order_row(connection, order_id, lock=True)
     if order is None:
-        raise Refused(404, "unknown-order", f"no order {event.order_id}")
+        raise Refused(404, "unknown-order", f"no order {order_id}")
+    event = make_event(order)
+    lines = _order_lines(connection, order_id)
     try:
         target = next_status(OrderStatus(order.status), event)
         if isinstance(event, OrderPaid):
             check_payment(order.total, order.currency, event)
     except TransitionRefused as exc:
-        raise Refused(409, exc.reason, exc.detail, _order_view(connection, order)) from None
+        raise Refused(409, exc.reason, exc.detail, _order_view(order._asdict(), lines)) from None
     values: dict[str, Any] = {"status": target.value, "updated_at": now}
     if isinstance(event, OrderPaid):
         values["payment_id"] = event.payment_id
@@ -409,10 +435,8 @@ def transition(connection: Connection, now: datetime, event: OrderTransition) ->
         values.update(carrier=event.carrier, tracking_number=event.tracking_number)
     elif isinstance(event, OrderCancelled):
         values["cancel_reason"] = event.reason
-    connection.execute(update(orders).where(orders.c.order_id == event.order_id).values(values))
-    order = _order_row(connection, event.order_id, lock=False)
-    assert order is not None
-    return Result(200, _order_view(connection, order), (event,))
+    connection.execute(update(orders).where(orders.c.order_id == order_id).values(values))
+    return Result(200, _order_view({**order._asdict(), **values}, lines), (event,))
 
 
 def pay(
@@ -423,17 +447,23 @@ def pay(
     amount: Decimal,
     currency: str | None,
 ) -> Result:
-    if currency is None:
-        order = _order_row(connection, order_id, lock=False)
-        currency = order.currency if order is not None else "EUR"
-    event = OrderPaid(
-        order_id=order_id, payment_id=payment_id, amount=amount, currency=currency, occurred_at=now
-    )
-    return transition(connection, now, event)
+    """Pay in ``currency``, by default the order's own."""
+
+    def paid(order: Row[Any]) -> OrderTransition:
+        return OrderPaid(
+            order_id=order_id,
+            payment_id=payment_id,
+            amount=amount,
+            currency=currency or order.currency,
+            occurred_at=now,
+        )
+
+    return transition(connection, now, order_id, paid)
 
 
 def confirm(connection: Connection, now: datetime, order_id: str) -> Result:
-    return transition(connection, now, OrderConfirmed(order_id=order_id, occurred_at=now))
+    event = OrderConfirmed(order_id=order_id, occurred_at=now)
+    return transition(connection, now, order_id, lambda _order: event)
 
 
 def ship(
@@ -442,10 +472,9 @@ def ship(
     event = OrderShipped(
         order_id=order_id, carrier=carrier, tracking_number=tracking_number, occurred_at=now
     )
-    return transition(connection, now, event)
+    return transition(connection, now, order_id, lambda _order: event)
 
 
 def cancel(connection: Connection, now: datetime, order_id: str, reason: str) -> Result:
-    return transition(
-        connection, now, OrderCancelled(order_id=order_id, reason=reason, occurred_at=now)
-    )
+    event = OrderCancelled(order_id=order_id, reason=reason, occurred_at=now)
+    return transition(connection, now, order_id, lambda _order: event)

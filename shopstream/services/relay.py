@@ -4,9 +4,10 @@ One pass: read up to ``batch_size`` pending rows in id order
 (:func:`shopstream.services.outbox.pending`), encode each event (the registry's
 schema, Confluent framing), hand them all to the idempotent producer (``acks=all``,
 keyed by the aggregate id, so each aggregate's events keep their order on one
-partition), wait for every acknowledgement, then mark the acknowledged rows sent in
-one transaction. The next pass starts only after that, so a row is never in flight
-twice from one relay.
+partition), flush once (every acknowledgement in), then mark the acknowledged rows
+sent in one ``UPDATE`` (``sent_at`` = when the flush returned: the lag measured is
+commit → the relay knows Kafka has it). The next pass starts only after that, so a
+row is never in flight twice from one relay.
 
 A relay killed between Kafka's acknowledgement and the marking re-sends those rows
 when it (or another relay) starts: the same event, the same ``event_id``, which the
@@ -29,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -185,7 +186,7 @@ class OutboxRelay:
         if self._producer is None:
             self._producer = make_producer(self._settings, **{"linger.ms": self._options.linger_ms})
         producer = self._producer
-        acknowledged: list[tuple[int, datetime]] = []
+        acknowledged: list[int] = []
         failures: list[str] = []
         for row in rows:
             encoded = self._serializer.encode(row.event)
@@ -196,13 +197,13 @@ class OutboxRelay:
                 headers=encoded.headers,  # type: ignore[arg-type]
                 on_delivery=_on_delivery(row.id, acknowledged, failures),
             )
-            producer.poll(0)
         remaining = producer.flush(self._options.flush_timeout_s)
-        created = {row.id: row for row in rows}
+        acked_at = now_utc()
         if acknowledged:
             with self._engine.begin() as connection:
-                outbox.mark_sent(connection, acknowledged)
-            for row_id, acked_at in acknowledged:
+                outbox.mark_sent(connection, acknowledged, acked_at)
+            created = {row.id: row for row in rows}
+            for row_id in acknowledged:
                 row = created[row_id]
                 self._metrics.published.labels(row.event.event_type).inc()
                 self._metrics.relay_lag.observe(
@@ -225,11 +226,11 @@ class RelayPassFailed(ShopstreamError):
 
 
 def _on_delivery(
-    row_id: int, acknowledged: list[tuple[int, datetime]], failures: list[str]
+    row_id: int, acknowledged: list[int], failures: list[str]
 ) -> Callable[[KafkaError | None, Message], None]:
     def delivered(error: KafkaError | None, _message: Message) -> None:
         if error is None:
-            acknowledged.append((row_id, now_utc()))
+            acknowledged.append(row_id)
         else:
             failures.append(f"{error.name()}: {error.str()}")
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 import uvicorn
+from anyio import to_thread
 from fastapi import FastAPI
 from sqlalchemy import Engine, inspect
 
@@ -34,12 +35,16 @@ from shopstream.db.migrate import upgrade
 from shopstream.errors import ShopstreamError, UsageError
 from shopstream.events import now_utc
 from shopstream.logs import get_logger
-from shopstream.services import idempotency
+from shopstream.services import idempotency, outbox
 from shopstream.services.api import create_app
 from shopstream.services.commands import seed_products
 from shopstream.services.metrics import ServiceMetrics
 from shopstream.services.relay import OutboxRelay, RelayOptions
-from shopstream.services.transactions import CommandExecutor, make_service_engine
+from shopstream.services.transactions import (
+    REQUEST_THREADS,
+    CommandExecutor,
+    make_service_engine,
+)
 from shopstream.simulation.simulator import ProductCatalog
 from shopstream.sockets import listening_socket
 
@@ -206,7 +211,13 @@ def _run_worker(settings: Settings, options: ServeOptions, sock: socket.socket) 
             if options.relay
             else None
         )
-        executor = CommandExecutor(engine, relay.relay.wake.set if relay else None)
+        notifier = (
+            outbox.CommitNotifier(settings.database_url, stop)
+            if engine.dialect.name == "postgresql"
+            else None
+        )
+        wake = notifier.wake if notifier else relay.relay.wake.set if relay else None
+        executor = CommandExecutor(engine, wake)
 
         def healthy() -> tuple[bool, str]:
             problem = relay.problem() if relay else None
@@ -222,10 +233,13 @@ def _run_worker(settings: Settings, options: ServeOptions, sock: socket.socket) 
 
         @asynccontextmanager
         async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+            to_thread.current_default_thread_limiter().total_tokens = REQUEST_THREADS
             purger = threading.Thread(
                 target=_purge_keys, args=(engine, stop), name="key-purge", daemon=True
             )
             purger.start()
+            if notifier is not None:
+                threading.Thread(target=notifier.run, name="outbox-notify", daemon=True).start()
             if relay is not None:
                 relay.thread.start()
             log.info(
