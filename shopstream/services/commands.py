@@ -23,7 +23,17 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Row, Table, delete, select, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    Table,
+    TextualSelect,
+    bindparam,
+    delete,
+    select,
+    text,
+    update,
+)
 
 from shopstream.db.bulk import dialect_insert
 from shopstream.db.models import (
@@ -54,6 +64,26 @@ carts: Table = ServiceCart.__table__  # type: ignore[assignment]
 cart_items: Table = ServiceCartItem.__table__  # type: ignore[assignment]
 orders: Table = ServiceOrder.__table__  # type: ignore[assignment]
 order_lines: Table = ServiceOrderLine.__table__  # type: ignore[assignment]
+
+
+def _insert_new(table: Table) -> TextualSelect:
+    """``INSERT ... ON CONFLICT DO NOTHING RETURNING`` every column (the new row, or no
+    row when the key exists), bound by column name, on SQLite and PostgreSQL alike.
+    Written as typed text because SQLAlchemy compiles its dialect ``Insert`` with
+    ``on_conflict_do_nothing()`` anew on every execution (no cache key): 0.3-0.5 ms of
+    CPU per command."""
+    names = [column.name for column in table.c]
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(names)}) "
+        f"VALUES ({', '.join(':' + name for name in names)}) "
+        f"ON CONFLICT DO NOTHING RETURNING {', '.join(names)}"
+    )
+    binds = [bindparam(column.name, type_=column.type) for column in table.c]
+    return text(sql).bindparams(*binds).columns(*table.c)
+
+
+_INSERT_NEW_CART = _insert_new(carts)
+_INSERT_NEW_ORDER = _insert_new(orders)
 
 OPEN = "OPEN"
 CHECKED_OUT = "CHECKED_OUT"
@@ -214,18 +244,16 @@ def add_item(
     opened = False
     if cart is None:  # the first item opens the cart (its checks pass by construction)
         cart = connection.execute(
-            dialect_insert(connection, carts)
-            .values(
-                cart_id=cart_id,
-                customer_id=customer_id,
-                status=OPEN,
-                currency=product.currency,
-                order_id=None,
-                created_at=now,
-                updated_at=now,
-            )
-            .on_conflict_do_nothing()
-            .returning(*carts.c)
+            _INSERT_NEW_CART,
+            {
+                "cart_id": cart_id,
+                "customer_id": customer_id,
+                "status": OPEN,
+                "currency": product.currency,
+                "order_id": None,
+                "created_at": now,
+                "updated_at": now,
+            },
         ).one_or_none()
         opened = cart is not None
         if cart is None:  # opened by a concurrent request since the read
@@ -320,19 +348,21 @@ def checkout(connection: Connection, now: datetime, cart_id: str, order_id: str 
         cart_id=cart_id, customer_id=cart.customer_id, order_id=order_id, occurred_at=now
     )
     order = connection.execute(
-        dialect_insert(connection, orders)
-        .values(
-            order_id=order_id,
-            customer_id=cart.customer_id,
-            cart_id=cart_id,
-            status=OrderStatus.PENDING_PAYMENT.value,
-            total=created.total,
-            currency=created.currency,
-            created_at=now,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing()
-        .returning(*orders.c)
+        _INSERT_NEW_ORDER,
+        {
+            "order_id": order_id,
+            "customer_id": cart.customer_id,
+            "cart_id": cart_id,
+            "status": OrderStatus.PENDING_PAYMENT.value,
+            "total": created.total,
+            "currency": created.currency,
+            "payment_id": None,
+            "carrier": None,
+            "tracking_number": None,
+            "cancel_reason": None,
+            "created_at": now,
+            "updated_at": now,
+        },
     ).one_or_none()
     if order is None:  # nothing written yet: the insert did nothing
         raise Refused(
