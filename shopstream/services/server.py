@@ -38,7 +38,7 @@ from shopstream.logs import get_logger
 from shopstream.services import idempotency, outbox
 from shopstream.services.api import create_app
 from shopstream.services.commands import seed_products
-from shopstream.services.metrics import ServiceMetrics
+from shopstream.services.metrics import ServiceMetrics, shared_across_workers, worker_exited
 from shopstream.services.relay import OutboxRelay, RelayOptions
 from shopstream.services.transactions import (
     REQUEST_THREADS,
@@ -169,32 +169,35 @@ def _prepare(settings: Settings, options: ServeOptions) -> None:
 
 
 def _run_workers(settings: Settings, options: ServeOptions, sock: socket.socket) -> int:
-    """Fork the workers, forward SIGTERM/SIGINT to them, wait; 1 if any failed."""
-    children: list[int] = []
-    for _ in range(options.workers):
-        pid = os.fork()
-        if pid == 0:  # the worker: its own engine, relay and server on the shared socket
-            code = 1
-            try:
-                code = _run_worker(settings, options, sock)
-            finally:
-                os._exit(code)
-        children.append(pid)
+    """Fork the workers (their metrics summed: :func:`shared_across_workers`), forward
+    SIGTERM/SIGINT to them, wait; 1 if any failed."""
+    with shared_across_workers():
+        children: list[int] = []
+        for _ in range(options.workers):
+            pid = os.fork()
+            if pid == 0:  # the worker: its own engine, relay and server on the shared socket
+                code = 1
+                try:
+                    code = _run_worker(settings, options, sock)
+                finally:
+                    os._exit(code)
+            children.append(pid)
 
-    def forward(signum: int, _frame: FrameType | None) -> None:
-        for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signum)
+        def forward(signum: int, _frame: FrameType | None) -> None:
+            for child in children:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child, signum)
 
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
-    failed = 0
-    try:
-        for child in children:
-            _, status = os.waitpid(child, 0)
-            failed += os.waitstatus_to_exitcode(status) != 0
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+        failed = 0
+        try:
+            for child in children:
+                _, status = os.waitpid(child, 0)
+                worker_exited(child)
+                failed += os.waitstatus_to_exitcode(status) != 0
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
     if failed:
         log.error("workers failed", failed=failed, workers=options.workers)
     return 1 if failed else 0
