@@ -31,10 +31,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, Table, delete, func, select
 
 from shopstream.db.models import IdempotencyKey
+from shopstream.domain.limits import IDEMPOTENCY_KEY_LENGTH
 
 REPLAY_HEADER = "Idempotent-Replayed"
 RETENTION = timedelta(hours=24)
-MAX_KEY_LENGTH = 255
+MAX_KEY_LENGTH = IDEMPOTENCY_KEY_LENGTH
 
 keys: Table = IdempotencyKey.__table__  # type: ignore[assignment]
 
