@@ -175,22 +175,31 @@ def get_product(connection: Connection, sku: str) -> dict[str, Any]:
 # -- carts ---------------------------------------------------------------------------
 
 
-def _cart_row(connection: Connection, cart_id: str, *, lock: bool) -> Row[Any] | None:
-    query = select(carts).where(carts.c.cart_id == cart_id)
-    return connection.execute(query.with_for_update() if lock else query).one_or_none()
+Items = dict[str, tuple[int, Decimal]]
+"""A cart's items: sku → (quantity, unit price)."""
+
+_CART = select(carts).where(carts.c.cart_id == bindparam("cart_id"))
+_CART_ITEMS = select(cart_items.c.sku, cart_items.c.quantity, cart_items.c.unit_price).where(
+    cart_items.c.cart_id == bindparam("cart_id")
+)
 
 
-def _cart_items(connection: Connection, cart_id: str) -> dict[str, tuple[int, Decimal]]:
-    """The cart's items: sku → (quantity, unit price)."""
-    rows = connection.execute(
-        select(cart_items.c.sku, cart_items.c.quantity, cart_items.c.unit_price).where(
-            cart_items.c.cart_id == cart_id
-        )
-    )
-    return {row.sku: (row.quantity, row.unit_price) for row in rows}
+def _cart(connection: Connection, cart_id: str, *, lock: bool) -> tuple[Row[Any] | None, Items]:
+    """The cart's row (locked until commit with ``lock``) and its items.
+
+    Two queries, the items read after the lock: a query that locks the cart and joins
+    its items reads the items as of its start, so one that waited for the lock while
+    another command changed them would see them stale (and lose that update)."""
+    cart = connection.execute(
+        _CART.with_for_update() if lock else _CART, {"cart_id": cart_id}
+    ).one_or_none()
+    if cart is None:
+        return None, {}
+    rows = connection.execute(_CART_ITEMS, {"cart_id": cart_id})
+    return cart, {row.sku: (row.quantity, row.unit_price) for row in rows}
 
 
-def _cart_view(cart: Row[Any], items: dict[str, tuple[int, Decimal]]) -> dict[str, Any]:
+def _cart_view(cart: Row[Any], items: Items) -> dict[str, Any]:
     subtotal = sum((price * quantity for quantity, price in items.values()), ZERO)
     return {
         "cart_id": cart.cart_id,
@@ -207,13 +216,13 @@ def _cart_view(cart: Row[Any], items: dict[str, tuple[int, Decimal]]) -> dict[st
 
 
 def get_cart(connection: Connection, cart_id: str) -> dict[str, Any]:
-    cart = _cart_row(connection, cart_id, lock=False)
+    cart, items = _cart(connection, cart_id, lock=False)
     if cart is None:
         raise Refused(404, "unknown-cart", f"no cart {cart_id}")
-    return _cart_view(cart, _cart_items(connection, cart_id))
+    return _cart_view(cart, items)
 
 
-def _open_cart(cart: Row[Any], items: dict[str, tuple[int, Decimal]], command: str) -> None:
+def _open_cart(cart: Row[Any], items: Items, command: str) -> None:
     if cart.status != OPEN:
         raise Refused(
             409,
@@ -240,7 +249,7 @@ def add_item(
         currency=product.currency,
         occurred_at=now,
     )
-    cart = _cart_row(connection, cart_id, lock=True)
+    cart, items = _cart(connection, cart_id, lock=True)
     opened = False
     if cart is None:  # the first item opens the cart (its checks pass by construction)
         cart = connection.execute(
@@ -257,9 +266,8 @@ def add_item(
         ).one_or_none()
         opened = cart is not None
         if cart is None:  # opened by a concurrent request since the read
-            cart = _cart_row(connection, cart_id, lock=True)
+            cart, items = _cart(connection, cart_id, lock=True)
             assert cart is not None
-    items = {} if opened else _cart_items(connection, cart_id)
     _open_cart(cart, items, "add items")
     if cart.customer_id != customer_id or cart.currency != product.currency:
         which = "customer" if cart.customer_id != customer_id else "currency"
@@ -292,10 +300,9 @@ def add_item(
 def remove_item(
     connection: Connection, now: datetime, cart_id: str, sku: str, quantity: int | None
 ) -> Result:
-    cart = _cart_row(connection, cart_id, lock=True)
+    cart, items = _cart(connection, cart_id, lock=True)
     if cart is None:
         raise Refused(404, "unknown-cart", f"no cart {cart_id}")
-    items = _cart_items(connection, cart_id)
     _open_cart(cart, items, "remove items")
     if sku not in items:
         raise Refused(404, "not-in-cart", f"cart {cart_id} holds no {sku}")
@@ -324,10 +331,9 @@ def remove_item(
 
 def checkout(connection: Connection, now: datetime, cart_id: str, order_id: str | None) -> Result:
     """Close the cart and create its order: CartCheckedOut, then OrderCreated."""
-    cart = _cart_row(connection, cart_id, lock=True)
+    cart, items = _cart(connection, cart_id, lock=True)
     if cart is None:
         raise Refused(404, "unknown-cart", f"no cart {cart_id}")
-    items = _cart_items(connection, cart_id)
     _open_cart(cart, items, "check out")
     if not items:
         raise Refused(409, "empty-cart", f"cart {cart_id} is empty", _cart_view(cart, items))
@@ -393,22 +399,43 @@ def checkout(connection: Connection, now: datetime, cart_id: str, order_id: str 
 # -- orders --------------------------------------------------------------------------
 
 
-def _order_row(connection: Connection, order_id: str, *, lock: bool) -> Row[Any] | None:
-    query = select(orders).where(orders.c.order_id == order_id)
-    return connection.execute(query.with_for_update() if lock else query).one_or_none()
+Lines = list[tuple[str, int, Decimal]]
+"""An order's lines in order: (sku, quantity, unit price)."""
 
-
-def _order_lines(connection: Connection, order_id: str) -> list[tuple[str, int, Decimal]]:
-    """The order's lines in order: (sku, quantity, unit price)."""
-    rows = connection.execute(
-        select(order_lines.c.sku, order_lines.c.quantity, order_lines.c.unit_price)
-        .where(order_lines.c.order_id == order_id)
-        .order_by(order_lines.c.line_no)
+_ORDER_WITH_LINES = (
+    select(
+        orders,
+        order_lines.c.sku.label("line_sku"),
+        order_lines.c.quantity.label("line_quantity"),
+        order_lines.c.unit_price.label("line_price"),
     )
-    return [(row.sku, row.quantity, row.unit_price) for row in rows]
+    .select_from(orders.outerjoin(order_lines, order_lines.c.order_id == orders.c.order_id))
+    .where(orders.c.order_id == bindparam("order_id"))
+    .order_by(order_lines.c.line_no)
+)
 
 
-def _order_view(order: dict[str, Any], lines: list[tuple[str, int, Decimal]]) -> dict[str, Any]:
+def _order(
+    connection: Connection, order_id: str, *, lock: bool
+) -> tuple[dict[str, Any] | None, Lines]:
+    """The order's columns (its row locked until commit with ``lock``) and its lines,
+    in one query. Unlike a cart's items (see :func:`_cart`), an order's lines never
+    change after the transaction that created the order, so the lines this query
+    joins are current even when it waited for the lock."""
+    query = _ORDER_WITH_LINES.with_for_update(of=orders) if lock else _ORDER_WITH_LINES
+    rows = connection.execute(query, {"order_id": order_id}).all()
+    if not rows:
+        return None, []
+    order = {column.name: getattr(rows[0], column.name) for column in orders.c}
+    lines = [
+        (row.line_sku, row.line_quantity, row.line_price)
+        for row in rows
+        if row.line_sku is not None
+    ]
+    return order, lines
+
+
+def _order_view(order: dict[str, Any], lines: Lines) -> dict[str, Any]:
     return {
         "order_id": order["order_id"],
         "customer_id": order["customer_id"],
@@ -430,10 +457,10 @@ def _order_view(order: dict[str, Any], lines: list[tuple[str, int, Decimal]]) ->
 
 
 def get_order(connection: Connection, order_id: str) -> dict[str, Any]:
-    order = _order_row(connection, order_id, lock=False)
+    order, lines = _order(connection, order_id, lock=False)
     if order is None:
         raise Refused(404, "unknown-order", f"no order {order_id}")
-    return _order_view(order._asdict(), _order_lines(connection, order_id))
+    return _order_view(order, lines)
 
 
 OrderTransition = OrderPaid | OrderConfirmed | OrderShipped | OrderCancelled
@@ -443,21 +470,20 @@ def transition(
     connection: Connection,
     now: datetime,
     order_id: str,
-    make_event: Callable[[Row[Any]], OrderTransition],
+    make_event: Callable[[dict[str, Any]], OrderTransition],
 ) -> Result:
     """Apply an order event (paid, confirmed, shipped, cancelled) if the machine allows;
     ``make_event`` builds it from the locked order's row."""
-    order = _order_row(connection, order_id, lock=True)
+    order, lines = _order(connection, order_id, lock=True)
     if order is None:
         raise Refused(404, "unknown-order", f"no order {order_id}")
     event = make_event(order)
-    lines = _order_lines(connection, order_id)
     try:
-        target = next_status(OrderStatus(order.status), event)
+        target = next_status(OrderStatus(order["status"]), event)
         if isinstance(event, OrderPaid):
-            check_payment(order.total, order.currency, event)
+            check_payment(order["total"], order["currency"], event)
     except TransitionRefused as exc:
-        raise Refused(409, exc.reason, exc.detail, _order_view(order._asdict(), lines)) from None
+        raise Refused(409, exc.reason, exc.detail, _order_view(order, lines)) from None
     values: dict[str, Any] = {"status": target.value, "updated_at": now}
     if isinstance(event, OrderPaid):
         values["payment_id"] = event.payment_id
@@ -466,7 +492,7 @@ def transition(
     elif isinstance(event, OrderCancelled):
         values["cancel_reason"] = event.reason
     connection.execute(update(orders).where(orders.c.order_id == order_id).values(values))
-    return Result(200, _order_view({**order._asdict(), **values}, lines), (event,))
+    return Result(200, _order_view({**order, **values}, lines), (event,))
 
 
 def pay(
@@ -479,12 +505,12 @@ def pay(
 ) -> Result:
     """Pay in ``currency``, by default the order's own."""
 
-    def paid(order: Row[Any]) -> OrderTransition:
+    def paid(order: dict[str, Any]) -> OrderTransition:
         return OrderPaid(
             order_id=order_id,
             payment_id=payment_id,
             amount=amount,
-            currency=currency or order.currency,
+            currency=currency or order["currency"],
             occurred_at=now,
         )
 
