@@ -12,7 +12,9 @@ the server, and the load generator shares the machine's cores):
 2. ``POST /carts/{id}/checkout`` for each cart;
 3. ``POST /orders/{id}/pay`` for each order;
 4. add-item requests paced at ``--rate`` events/s for ``--seconds``, then the
-   commit → acknowledged lag of exactly those outbox rows (``sent_at - created_at``).
+   commit → acknowledged lag of exactly those outbox rows (``sent_at - created_at``);
+5. (PostgreSQL) events committed straight into the outbox at ``--relay-rate``/s for
+   ``--seconds`` (the relay alone, at a rate the API does not reach here), their lag.
 
 Every request carries an Idempotency-Key. Each phase also prints the CPU it cost per
 request in the load generator, the ``serve`` processes and (PostgreSQL) the database
@@ -31,6 +33,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -50,12 +53,15 @@ from shopstream.db.engine import (
     make_engine,
 )
 from shopstream.db.models import OutboxRow
+from shopstream.events import CartItemAdded, now_utc
 from shopstream.kafka.topics import create_topics, project_topics
 from shopstream.prefix import delete_prefixed_data
+from shopstream.services import outbox
 from shopstream.simulation.simulator import ProductCatalog
 
 SKU = ProductCatalog.load().products[0].sku
 PRICE = ProductCatalog.load().products[0].price
+CURRENCY = ProductCatalog.load().currency
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -249,6 +255,55 @@ async def paced(
     return paced_carts
 
 
+FEED_TICK_S = 0.005
+"""The direct outbox feed commits a batch every this often (many requests' commits)."""
+
+
+def feed_outbox(database_url: str, rate: float, seconds: float) -> list[str]:
+    """Commit CartItemAdded rows straight into the outbox at ``rate`` events/s (as the
+    service does: one transaction per batch, then a NOTIFY after the commit), for the
+    relay alone at a rate the API cannot reach on this machine; returns their carts."""
+    engine = make_engine(database_url)
+    stop = threading.Event()
+    notifier = outbox.CommitNotifier(database_url, stop)
+    notify_thread = threading.Thread(target=notifier.run, daemon=True)
+    notify_thread.start()
+    run = uuid.uuid4().hex[:6]
+    carts: list[str] = []
+    started = time.perf_counter()
+    try:
+        for tick in range(int(seconds / FEED_TICK_S)):
+            wait_s = started + tick * FEED_TICK_S - time.perf_counter()
+            if wait_s > 0:
+                time.sleep(wait_s)
+            due = int((tick + 1) * FEED_TICK_S * rate) - len(carts)
+            batch = [f"{run}-f{len(carts) + n}" for n in range(due)]
+            now = now_utc()
+            events = [
+                CartItemAdded(
+                    cart_id=cart,
+                    customer_id="bench",
+                    sku=SKU,
+                    quantity=1,
+                    unit_price=PRICE,
+                    currency=CURRENCY,
+                    occurred_at=now,
+                )
+                for cart in batch
+            ]
+            with engine.begin() as connection:
+                outbox.append(connection, events, now_utc())
+            notifier.wake()
+            carts.extend(batch)
+    finally:
+        stop.set()
+        notify_thread.join(5)
+        engine.dispose()
+    achieved = len(carts) / (time.perf_counter() - started)
+    print(f"outbox    {len(carts):6d} events committed at {achieved:7.0f}/s (asked {rate:g}/s)")
+    return carts
+
+
 def relay_lag(database_url: str, carts: list[str]) -> None:
     engine = make_engine(database_url)
     table = OutboxRow.__table__
@@ -282,6 +337,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=2, help="serve processes (PostgreSQL)")
+    parser.add_argument(
+        "--relay-rate",
+        type=float,
+        default=2000.0,
+        help="events/s committed straight into the outbox for the relay (PostgreSQL)",
+    )
     args = parser.parse_args()
     base = Settings.load()
     prefix = f"bench-svc-{uuid.uuid4().hex[:8]}-"
@@ -323,6 +384,8 @@ def main() -> None:
             drive(port, meter, args.carts, args.concurrency, args.rate, args.seconds)
         )
         relay_lag(url, paced)
+        if server:
+            relay_lag(url, feed_outbox(url, args.relay_rate, args.seconds))
     finally:
         serve.terminate()
         serve.wait(60)
