@@ -90,6 +90,14 @@ class CommandExecutor:
         self, request: Request, command: Callable[[Connection, datetime], Result]
     ) -> Response:
         """Raises :class:`idempotency.KeyInFlight` / :class:`idempotency.KeyReused`."""
+        try:
+            return self._execute(request, command)
+        except idempotency.KeyStoredMeanwhile:  # rolled back; now it replays
+            return self._execute(request, command)
+
+    def _execute(
+        self, request: Request, command: Callable[[Connection, datetime], Result]
+    ) -> Response:
         key = request.key
         guard = (
             self._local_keys.hold(key) if key is not None and self._local_keys else nullcontext()
@@ -97,8 +105,7 @@ class CommandExecutor:
         with guard, self._engine.begin() as connection:
             now = now_utc()
             if key is not None:
-                idempotency.lock(connection, key)
-                stored = idempotency.lookup(connection, key, request.fingerprint)
+                stored = idempotency.claim(connection, key, request.fingerprint)
                 if stored is not None:
                     return Response(stored.status_code, stored.body, replayed=True)
             try:
