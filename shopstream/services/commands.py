@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -28,6 +29,7 @@ from sqlalchemy import (
     Row,
     Table,
     TextualSelect,
+    Update,
     bindparam,
     delete,
     select,
@@ -66,6 +68,11 @@ orders: Table = ServiceOrder.__table__  # type: ignore[assignment]
 order_lines: Table = ServiceOrderLine.__table__  # type: ignore[assignment]
 
 
+OPEN = "OPEN"
+CHECKED_OUT = "CHECKED_OUT"
+ZERO = Decimal("0.00")
+
+
 def _insert_new(table: Table) -> TextualSelect:
     """``INSERT ... ON CONFLICT DO NOTHING RETURNING`` every column (the new row, or no
     row when the key exists), bound by column name, on SQLite and PostgreSQL alike.
@@ -85,9 +92,29 @@ def _insert_new(table: Table) -> TextualSelect:
 _INSERT_NEW_CART = _insert_new(carts)
 _INSERT_NEW_ORDER = _insert_new(orders)
 
-OPEN = "OPEN"
-CHECKED_OUT = "CHECKED_OUT"
-ZERO = Decimal("0.00")
+# The commands' statements are built once: SQLAlchemy then reuses each one's cache key
+# and compiled form (a statement built per call cost about 165 µs of CPU to execute on
+# PostgreSQL here, a prebuilt one 80 µs; a command runs 7-10 of them).
+_PRODUCT = select(products).where(products.c.sku == bindparam("sku"))
+_PRODUCTS = select(products).order_by(products.c.sku)
+_INSERT_ITEM = cart_items.insert()
+_ITEM_WHERE = (
+    cart_items.c.cart_id == bindparam("item_cart_id"),
+    cart_items.c.sku == bindparam("item_sku"),
+)
+_SET_ITEM_QUANTITY = (
+    update(cart_items).where(*_ITEM_WHERE).values(quantity=bindparam("new_quantity"))
+)
+_DELETE_ITEM = delete(cart_items).where(*_ITEM_WHERE)
+_TOUCH_CART = (
+    update(carts).where(carts.c.cart_id == bindparam("cart")).values(updated_at=bindparam("now"))
+)
+_CLOSE_CART = (
+    update(carts)
+    .where(carts.c.cart_id == bindparam("cart"))
+    .values(status=CHECKED_OUT, order_id=bindparam("new_order_id"), updated_at=bindparam("now"))
+)
+_INSERT_LINES = order_lines.insert()
 
 
 class Refused(Exception):
@@ -162,11 +189,11 @@ def _product_view(row: Row[Any]) -> dict[str, Any]:
 
 
 def list_products(connection: Connection) -> list[dict[str, Any]]:
-    return [_product_view(row) for row in connection.execute(select(products).order_by("sku"))]
+    return [_product_view(row) for row in connection.execute(_PRODUCTS)]
 
 
 def get_product(connection: Connection, sku: str) -> dict[str, Any]:
-    row = connection.execute(select(products).where(products.c.sku == sku)).one_or_none()
+    row = connection.execute(_PRODUCT, {"sku": sku}).one_or_none()
     if row is None:
         raise Refused(404, "unknown-product", f"no product {sku}")
     return _product_view(row)
@@ -179,6 +206,7 @@ Items = dict[str, tuple[int, Decimal]]
 """A cart's items: sku → (quantity, unit price)."""
 
 _CART = select(carts).where(carts.c.cart_id == bindparam("cart_id"))
+_CART_LOCKED = _CART.with_for_update()
 _CART_ITEMS = select(cart_items.c.sku, cart_items.c.quantity, cart_items.c.unit_price).where(
     cart_items.c.cart_id == bindparam("cart_id")
 )
@@ -190,9 +218,7 @@ def _cart(connection: Connection, cart_id: str, *, lock: bool) -> tuple[Row[Any]
     Two queries, the items read after the lock: a query that locks the cart and joins
     its items reads the items as of its start, so one that waited for the lock while
     another command changed them would see them stale (and lose that update)."""
-    cart = connection.execute(
-        _CART.with_for_update() if lock else _CART, {"cart_id": cart_id}
-    ).one_or_none()
+    cart = connection.execute(_CART_LOCKED if lock else _CART, {"cart_id": cart_id}).one_or_none()
     if cart is None:
         return None, {}
     rows = connection.execute(_CART_ITEMS, {"cart_id": cart_id})
@@ -235,9 +261,7 @@ def _open_cart(cart: Row[Any], items: Items, command: str) -> None:
 def add_item(
     connection: Connection, now: datetime, cart_id: str, customer_id: str, sku: str, quantity: int
 ) -> Result:
-    product = connection.execute(
-        select(products.c.price, products.c.currency).where(products.c.sku == sku)
-    ).one_or_none()
+    product = connection.execute(_PRODUCT, {"sku": sku}).one_or_none()
     if product is None:
         raise Refused(404, "unknown-product", f"no product {sku}")
     event = CartItemAdded(
@@ -280,20 +304,18 @@ def add_item(
     held = items.get(sku)
     if held is None:
         connection.execute(
-            cart_items.insert().values(
-                cart_id=cart_id, sku=sku, quantity=quantity, unit_price=product.price
-            )
+            _INSERT_ITEM,
+            {"cart_id": cart_id, "sku": sku, "quantity": quantity, "unit_price": product.price},
         )
         items[sku] = (quantity, product.price)
     else:
         connection.execute(
-            update(cart_items)
-            .where(cart_items.c.cart_id == cart_id, cart_items.c.sku == sku)
-            .values(quantity=held[0] + quantity)
+            _SET_ITEM_QUANTITY,
+            {"item_cart_id": cart_id, "item_sku": sku, "new_quantity": held[0] + quantity},
         )
         items[sku] = (held[0] + quantity, held[1])
     if not opened:
-        connection.execute(update(carts).where(carts.c.cart_id == cart_id).values(updated_at=now))
+        connection.execute(_TOUCH_CART, {"cart": cart_id, "now": now})
     return Result(200, _cart_view(cart, items), (event,))
 
 
@@ -318,14 +340,14 @@ def remove_item(
             f"cart {cart_id} holds {held} of {sku}, cannot remove {removing}",
             _cart_view(cart, items),
         )
-    where = (cart_items.c.cart_id == cart_id, cart_items.c.sku == sku)
+    item = {"item_cart_id": cart_id, "item_sku": sku}
     if removing == held:
-        connection.execute(delete(cart_items).where(*where))
+        connection.execute(_DELETE_ITEM, item)
         del items[sku]
     else:
-        connection.execute(update(cart_items).where(*where).values(quantity=held - removing))
+        connection.execute(_SET_ITEM_QUANTITY, {**item, "new_quantity": held - removing})
         items[sku] = (held - removing, price)
-    connection.execute(update(carts).where(carts.c.cart_id == cart_id).values(updated_at=now))
+    connection.execute(_TOUCH_CART, {"cart": cart_id, "now": now})
     return Result(200, _cart_view(cart, items), (event,))
 
 
@@ -375,7 +397,7 @@ def checkout(connection: Connection, now: datetime, cart_id: str, order_id: str 
             409, "order-exists", f"order {order_id} already exists", get_order(connection, order_id)
         )
     connection.execute(
-        order_lines.insert(),
+        _INSERT_LINES,
         [
             {
                 "order_id": order_id,
@@ -387,11 +409,7 @@ def checkout(connection: Connection, now: datetime, cart_id: str, order_id: str 
             for number, line in enumerate(created.lines, start=1)
         ],
     )
-    connection.execute(
-        update(carts)
-        .where(carts.c.cart_id == cart_id)
-        .values(status=CHECKED_OUT, order_id=order_id, updated_at=now)
-    )
+    connection.execute(_CLOSE_CART, {"cart": cart_id, "new_order_id": order_id, "now": now})
     view_lines = [(line.sku, line.quantity, line.unit_price) for line in created.lines]
     return Result(201, _order_view(order._asdict(), view_lines), (checked_out, created))
 
@@ -413,6 +431,7 @@ _ORDER_WITH_LINES = (
     .where(orders.c.order_id == bindparam("order_id"))
     .order_by(order_lines.c.line_no)
 )
+_ORDER_WITH_LINES_LOCKED = _ORDER_WITH_LINES.with_for_update(of=orders)
 
 
 def _order(
@@ -422,7 +441,7 @@ def _order(
     in one query. Unlike a cart's items (see :func:`_cart`), an order's lines never
     change after the transaction that created the order, so the lines this query
     joins are current even when it waited for the lock."""
-    query = _ORDER_WITH_LINES.with_for_update(of=orders) if lock else _ORDER_WITH_LINES
+    query = _ORDER_WITH_LINES_LOCKED if lock else _ORDER_WITH_LINES
     rows = connection.execute(query, {"order_id": order_id}).all()
     if not rows:
         return None, []
@@ -466,6 +485,14 @@ def get_order(connection: Connection, order_id: str) -> dict[str, Any]:
 OrderTransition = OrderPaid | OrderConfirmed | OrderShipped | OrderCancelled
 
 
+@cache
+def _order_update(columns: tuple[str, ...]) -> Update:
+    """``UPDATE service_orders SET <columns>`` for one order, built once per set of
+    columns (a transition sets the status, the time and its event's own columns)."""
+    values = {name: bindparam(f"new_{name}", type_=orders.c[name].type) for name in columns}
+    return update(orders).where(orders.c.order_id == bindparam("order")).values(values)
+
+
 def transition(
     connection: Connection,
     now: datetime,
@@ -491,7 +518,10 @@ def transition(
         values.update(carrier=event.carrier, tracking_number=event.tracking_number)
     elif isinstance(event, OrderCancelled):
         values["cancel_reason"] = event.reason
-    connection.execute(update(orders).where(orders.c.order_id == order_id).values(values))
+    connection.execute(
+        _order_update(tuple(values)),
+        {"order": order_id, **{f"new_{name}": value for name, value in values.items()}},
+    )
     return Result(200, _order_view({**order, **values}, lines), (event,))
 
 

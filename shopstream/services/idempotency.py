@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, Table, delete, select, text
+from sqlalchemy import Connection, Row, Table, bindparam, delete, select, text
 from sqlalchemy.exc import IntegrityError
 
 from shopstream.db.models import IdempotencyKey
@@ -107,6 +107,10 @@ class LocalKeyLocks:
                 self._held.discard(key)
 
 
+_LOOKUP = select(keys.c.fingerprint, keys.c.status_code, keys.c.response).where(
+    keys.c.key == bindparam("key")
+)
+_INSERT_KEY = keys.insert()
 _CLAIM = text(
     "SELECT pg_try_advisory_xact_lock(:lock_id) AS locked, k.fingerprint, k.status_code, "
     "k.response FROM (SELECT 1) AS one "
@@ -120,14 +124,7 @@ def claim(connection: Connection, key: str, print_: str) -> StoredResponse | Non
     :class:`KeyReused` when it was used for another request. PostgreSQL: one statement;
     SQLite relies on :class:`LocalKeyLocks` for the lock."""
     if connection.dialect.name != "postgresql":
-        return _stored(
-            connection.execute(
-                select(keys.c.fingerprint, keys.c.status_code, keys.c.response).where(
-                    keys.c.key == key
-                )
-            ).one_or_none(),
-            print_,
-        )
+        return _stored(connection.execute(_LOOKUP, {"key": key}).one_or_none(), print_)
     lock_id = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
     row = connection.execute(_CLAIM, {"lock_id": lock_id, "key": key}).one()
     if not row.locked:
@@ -148,13 +145,14 @@ def store(
 ) -> None:
     try:
         connection.execute(
-            keys.insert().values(
-                key=key,
-                fingerprint=print_,
-                status_code=response.status_code,
-                response=response.body,
-                created_at=now,
-            )
+            _INSERT_KEY,
+            {
+                "key": key,
+                "fingerprint": print_,
+                "status_code": response.status_code,
+                "response": response.body,
+                "created_at": now,
+            },
         )
     except IntegrityError:  # the key's primary key: stored meanwhile
         raise KeyStoredMeanwhile from None

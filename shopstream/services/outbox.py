@@ -35,12 +35,15 @@ CHANNEL = "service_outbox"
 outbox: Table = OutboxRow.__table__  # type: ignore[assignment]
 
 
+_INSERT = outbox.insert()
+
+
 def append(connection: Connection, events: Sequence[DomainEvent], now: datetime) -> None:
     """Insert ``events`` (in this order) into the outbox, in the caller's transaction."""
     if not events:
         return
     connection.execute(
-        outbox.insert(),
+        _INSERT,
         [
             {
                 "aggregate_id": event.key,
