@@ -8,6 +8,8 @@ after), then drives it from this process over ``--concurrency`` keep-alive conne
 minimal HTTP/1.1 client (:class:`Client`: httpx cost about as much CPU per request as
 the server, and the load generator shares the machine's cores):
 
+0. a warm-up of 10 add-items per connection (the pools' connections opened, the
+   statements prepared), printed but not part of the figures;
 1. ``POST /carts/{id}/items`` once per cart (``--carts``) at ``--concurrency``;
 2. ``POST /carts/{id}/checkout`` for each cart;
 3. ``POST /orders/{id}/pay`` for each order;
@@ -195,6 +197,10 @@ async def phase(
     )
 
 
+WARM_UP_PER_CONNECTION = 10
+"""Add-items per connection before the measured phases (steady state, not start-up)."""
+
+
 async def drive(
     port: int, meter: CpuMeter, carts: int, concurrency: int, rate: float, seconds: float
 ) -> list[str]:
@@ -202,6 +208,13 @@ async def drive(
     clients = [Client("127.0.0.1", port) for _ in range(concurrency)]
     try:
         item: dict[str, Any] = {"customer_id": "bench", "sku": SKU, "quantity": 1}
+        await phase(  # the pools' connections opened, statements prepared: not measured
+            "warm-up",
+            WARM_UP_PER_CONNECTION * concurrency,
+            clients,
+            meter,
+            lambda c, i: c.post(f"/carts/{run}-w{i}/items", item),
+        )
         await phase(
             "add-item", carts, clients, meter, lambda c, i: c.post(f"/carts/{run}-{i}/items", item)
         )
