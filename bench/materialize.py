@@ -28,7 +28,10 @@ It prints events/s, the ratios (to the decode-only baseline, to one member, to t
 peer) and the CPU per event of each stage of one member: poll+decode, apply (the
 projection's own work, loads included), database write+commit (the projection's
 bulk writes, the event-id claim, the offsets compare-and-set, the commit), and the
-process's other threads (librdkafka's).
+process's other threads (librdkafka's). For scaling, it also prints the CPU per event
+of all the members together and how busy the whole machine was meanwhile: members
+that need no more CPU per event than one, on a machine with no idle core left, are
+limited by the cores, not by the group.
 
 Needs a running stack (KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL). Everything it
 writes lives under a unique topic prefix, group ids and databases, and all of it
@@ -174,6 +177,19 @@ def _process_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def machine_cpu() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far, every core (Linux
+    ``/proc/stat``; (0, 0) elsewhere): what the members, the broker, the registry,
+    PostgreSQL and everything else running used, against what there was."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return 0, 0
+    ticks = [int(value) for value in fields]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
 # -- the shipped daemon ------------------------------------------------------------------
 
 
@@ -200,7 +216,25 @@ class DaemonRun:
         return {stage: value / events * 1e6 for stage, value in zip(STAGES, values, strict=True)}
 
 
-def run_daemons(prefix: str, database_url: str, members: int, tmp: Path) -> list[DaemonRun]:
+def group_cpu_us(runs: Sequence[DaemonRun]) -> float:
+    """CPU µs per applied event of all the members together (their processes' CPU)."""
+    return (
+        sum(run.cpu.get("process", 0.0) for run in runs)
+        / max(1, sum(run.applied for run in runs))
+        * 1e6
+    )
+
+
+@dataclass
+class GroupRun:
+    """The members' reports, and how busy the whole machine was while they ran."""
+
+    members: list[DaemonRun]
+    machine_busy: float
+    """Share of all the machine's cores in use, from the start signal to the last exit."""
+
+
+def run_daemons(prefix: str, database_url: str, members: int, tmp: Path) -> GroupRun:
     """``members`` processes of ``shopstream consume order-state --until-caught-up``."""
     go = tmp / f"go-{uuid.uuid4().hex[:8]}"
     env = {
@@ -230,6 +264,7 @@ def run_daemons(prefix: str, database_url: str, members: int, tmp: Path) -> list
             if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
                 raise SystemExit("a consume process did not start")
             time.sleep(0.05)
+        busy_before, total_before = machine_cpu()
         go.touch()
         runs = []
         for process, out in zip(processes, outs, strict=True):
@@ -239,7 +274,9 @@ def run_daemons(prefix: str, database_url: str, members: int, tmp: Path) -> list
                 raise SystemExit(f"consume exited {process.returncode}: {tail}")
             report = json.loads(out.read_text())
             runs.append(DaemonRun([(at, n) for at, n in report["commits"]], report["cpu"]))
-        return runs
+        busy, total = machine_cpu()
+        share = (busy - busy_before) / (total - total_before) if total > total_before else math.nan
+        return GroupRun(runs, share)
     finally:
         for process in processes:  # none is left behind when the run stops early
             if process.poll() is None:
@@ -319,6 +356,8 @@ class Figures:
 
     rates: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     stages: dict[str, list[dict[str, float]]] = field(default_factory=lambda: defaultdict(list))
+    groups: dict[str, list[GroupRun]] = field(default_factory=lambda: defaultdict(list))
+    """The daemon runs by row, for the group's CPU per event and the machine's load."""
     events: int = 0
 
 
@@ -356,14 +395,17 @@ def measure(args: argparse.Namespace, customers: int, cleanup: ExitStack, tmp: P
         for name, new_database in databases:
             url = new_database()
             migrate(url)
-            (one,) = run_daemons(prefix, url, 1, tmp)
+            single = run_daemons(prefix, url, 1, tmp)
+            (one,) = single.members
             figures.rates[f"{name}, 1 member"].append(rate_one(one))
             figures.stages[name].append(one.stage_us())
+            figures.groups[f"{name}, 1 member"].append(single)
             if members > 1:
                 url = new_database()
                 migrate(url)
-                several = run_daemons(prefix, url, members, tmp)
-                steady = steady_rate([member.commits for member in several])
+                group = run_daemons(prefix, url, members, tmp)
+                figures.groups[f"{name}, {members} members"].append(group)
+                steady = steady_rate([member.commits for member in group.members])
                 if steady is None:
                     print(f"    ({name}, {members} members: overlapped under 1 s, not counted)")
                 row = f"{name}, {members} members"
@@ -445,6 +487,16 @@ def report(args: argparse.Namespace, workloads: dict[str, Figures]) -> None:
             ]
             text = "".join(f"{cell:>17s}" for cell in cells)
             print(f"{name + ', ' + where:34s}{text}")
+    print(
+        "\nscaling: CPU µs per event of all the members together, and how busy the whole"
+        " machine (every core) was during the run (median of runs)"
+    )
+    for name in names:
+        for row, runs in workloads[name].groups.items():
+            cpu = statistics.median(group_cpu_us(group.members) for group in runs)
+            busy = [group.machine_busy for group in runs if not math.isnan(group.machine_busy)]
+            shown = f"{statistics.median(busy):.0%}" if busy else "-"
+            print(f"{name + ', ' + row:34s}{cpu:17.1f} µs/event{shown:>17s} busy")
     print("\nCPU per event: decode only / one member (the ratio without the machine's load)")
     for where in ("SQLite", "PostgreSQL", "Quix Streams peer"):
         cells = [cpu_ratio(workloads[n].stages, where) for n in names]
