@@ -53,6 +53,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import defaultdict
@@ -231,7 +232,41 @@ class GroupRun:
 
     members: list[DaemonRun]
     machine_busy: float
-    """Share of all the machine's cores in use, from the start signal to the last exit."""
+    """Share of all the machine's cores in use while the members committed batches
+    (from the first commit of the last one to start to the last commit of the first
+    one to finish: joining the group and exiting are not counted)."""
+
+
+class MachineLoad:
+    """Samples :func:`machine_cpu` four times a second on a thread, to tell how busy the
+    machine was in a window of wall-clock time."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, int, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> MachineLoad:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while True:
+            self.samples.append((time.time(), *machine_cpu()))
+            if self._stop.wait(0.25):
+                return
+
+    def busy_between(self, began: float, ended: float) -> float:
+        """Share of every core in use between the samples nearest ``began`` and ``ended``."""
+        inside = [s for s in self.samples if began - 0.25 <= s[0] <= ended + 0.25]
+        if ended <= began or len(inside) < 2 or inside[-1][2] <= inside[0][2]:
+            return math.nan
+        (_, busy_0, total_0), (_, busy_1, total_1) = inside[0], inside[-1]
+        return (busy_1 - busy_0) / (total_1 - total_0)
 
 
 def run_daemons(prefix: str, database_url: str, members: int, tmp: Path) -> GroupRun:
@@ -264,19 +299,19 @@ def run_daemons(prefix: str, database_url: str, members: int, tmp: Path) -> Grou
             if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
                 raise SystemExit("a consume process did not start")
             time.sleep(0.05)
-        busy_before, total_before = machine_cpu()
-        go.touch()
-        runs = []
-        for process, out in zip(processes, outs, strict=True):
-            process.wait(timeout=900)
-            if process.returncode != 0 or not out.exists():
-                tail = out.with_suffix(".log").read_text().strip()[-2000:]
-                raise SystemExit(f"consume exited {process.returncode}: {tail}")
-            report = json.loads(out.read_text())
-            runs.append(DaemonRun([(at, n) for at, n in report["commits"]], report["cpu"]))
-        busy, total = machine_cpu()
-        share = (busy - busy_before) / (total - total_before) if total > total_before else math.nan
-        return GroupRun(runs, share)
+        with MachineLoad() as load:
+            go.touch()
+            runs = []
+            for process, out in zip(processes, outs, strict=True):
+                process.wait(timeout=900)
+                if process.returncode != 0 or not out.exists():
+                    tail = out.with_suffix(".log").read_text().strip()[-2000:]
+                    raise SystemExit(f"consume exited {process.returncode}: {tail}")
+                report = json.loads(out.read_text())
+                runs.append(DaemonRun([(at, n) for at, n in report["commits"]], report["cpu"]))
+        began = max(run.commits[0][0] for run in runs if run.commits)
+        ended = min(run.commits[-1][0] for run in runs if run.commits)
+        return GroupRun(runs, load.busy_between(began, ended))
     finally:
         for process in processes:  # none is left behind when the run stops early
             if process.poll() is None:
