@@ -547,6 +547,7 @@ class GroupRunner:
         savepoints) and dead-lettered like the projection's own refusals: their ids stay
         claimed, as dead-lettered, so a re-sent copy is skipped, not dead-lettered again.
         """
+        self.projection.begin()
         with self._engine.begin() as connection:
             self._offsets.advance(connection, decoded.moves)
             fresh = self._claim_fresh(connection, decoded.envelopes)
