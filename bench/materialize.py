@@ -186,7 +186,8 @@ def machine_cpu() -> tuple[int, int]:
         fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
     except OSError:
         return 0, 0
-    ticks = [int(value) for value in fields]
+    # user nice system idle iowait irq softirq steal (guest time is already in user)
+    ticks = [int(value) for value in fields[:8]]
     idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
     return sum(ticks) - idle, sum(ticks)
 
@@ -233,8 +234,7 @@ class GroupRun:
     members: list[DaemonRun]
     machine_busy: float
     """Share of all the machine's cores in use while the members committed batches
-    (from the first commit of the last one to start to the last commit of the first
-    one to finish: joining the group and exiting are not counted)."""
+    (:meth:`MachineLoad.busy_while`)."""
 
 
 class MachineLoad:
@@ -260,6 +260,17 @@ class MachineLoad:
             if self._stop.wait(0.25):
                 return
 
+    def busy_while(self, runs: Sequence[DaemonRun]) -> float:
+        """Share of every core in use while all of ``runs`` committed batches: from the
+        first commit of the last member to start to the last commit of the first one to
+        finish (joining the group and exiting left out)."""
+        committed = [run.commits for run in runs if run.commits]
+        if not committed:
+            return math.nan
+        began = max(commits[0][0] for commits in committed)
+        ended = min(commits[-1][0] for commits in committed)
+        return self.busy_between(began, ended)
+
     def busy_between(self, began: float, ended: float) -> float:
         """Share of every core in use between the samples nearest ``began`` and ``ended``."""
         inside = [s for s in self.samples if began - 0.25 <= s[0] <= ended + 0.25]
@@ -269,7 +280,7 @@ class MachineLoad:
         return (busy_1 - busy_0) / (total_1 - total_0)
 
 
-def run_daemons(prefix: str, database_url: str, members: int, tmp: Path) -> GroupRun:
+def run_daemons(prefix: str, database_url: str, members: int, tmp: Path) -> list[DaemonRun]:
     """``members`` processes of ``shopstream consume order-state --until-caught-up``."""
     go = tmp / f"go-{uuid.uuid4().hex[:8]}"
     env = {
@@ -299,24 +310,28 @@ def run_daemons(prefix: str, database_url: str, members: int, tmp: Path) -> Grou
             if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
                 raise SystemExit("a consume process did not start")
             time.sleep(0.05)
-        with MachineLoad() as load:
-            go.touch()
-            runs = []
-            for process, out in zip(processes, outs, strict=True):
-                process.wait(timeout=900)
-                if process.returncode != 0 or not out.exists():
-                    tail = out.with_suffix(".log").read_text().strip()[-2000:]
-                    raise SystemExit(f"consume exited {process.returncode}: {tail}")
-                report = json.loads(out.read_text())
-                runs.append(DaemonRun([(at, n) for at, n in report["commits"]], report["cpu"]))
-        began = max(run.commits[0][0] for run in runs if run.commits)
-        ended = min(run.commits[-1][0] for run in runs if run.commits)
-        return GroupRun(runs, load.busy_between(began, ended))
+        go.touch()
+        runs = []
+        for process, out in zip(processes, outs, strict=True):
+            process.wait(timeout=900)
+            if process.returncode != 0 or not out.exists():
+                tail = out.with_suffix(".log").read_text().strip()[-2000:]
+                raise SystemExit(f"consume exited {process.returncode}: {tail}")
+            report = json.loads(out.read_text())
+            runs.append(DaemonRun([(at, n) for at, n in report["commits"]], report["cpu"]))
+        return runs
     finally:
         for process in processes:  # none is left behind when the run stops early
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+def run_group(prefix: str, database_url: str, members: int, tmp: Path) -> GroupRun:
+    """:func:`run_daemons`, and how busy the machine was while the members committed."""
+    with MachineLoad() as load:
+        runs = run_daemons(prefix, database_url, members, tmp)
+    return GroupRun(runs, load.busy_while(runs))
 
 
 def rate_one(run: DaemonRun) -> float:
@@ -430,7 +445,7 @@ def measure(args: argparse.Namespace, customers: int, cleanup: ExitStack, tmp: P
         for name, new_database in databases:
             url = new_database()
             migrate(url)
-            single = run_daemons(prefix, url, 1, tmp)
+            single = run_group(prefix, url, 1, tmp)
             (one,) = single.members
             figures.rates[f"{name}, 1 member"].append(rate_one(one))
             figures.stages[name].append(one.stage_us())
@@ -438,7 +453,7 @@ def measure(args: argparse.Namespace, customers: int, cleanup: ExitStack, tmp: P
             if members > 1:
                 url = new_database()
                 migrate(url)
-                group = run_daemons(prefix, url, members, tmp)
+                group = run_group(prefix, url, members, tmp)
                 figures.groups[f"{name}, {members} members"].append(group)
                 steady = steady_rate([member.commits for member in group.members])
                 if steady is None:
