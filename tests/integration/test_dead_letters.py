@@ -27,7 +27,7 @@ from shopstream.config import Settings
 from shopstream.db.engine import make_engine
 from shopstream.db.migrate import upgrade
 from shopstream.kafka.clients import make_producer
-from tests.support.pipeline import create_project_topics, read_all
+from tests.support.pipeline import create_project_topics, header_texts, read_all
 from tests.support.reference import processed_outcomes
 from tests.support.scripted import Scene, ScriptedConsumer, orders_for
 
@@ -39,10 +39,6 @@ HUGE = 999_000
 @pytest.fixture
 def prefixed(settings: Settings, unique_name: str) -> Settings:
     return settings.model_copy(update={"shopstream_topic_prefix": f"{unique_name}-"})
-
-
-def headers_of(message: Message) -> dict[str, str]:
-    return {k: (v or b"").decode() for k, v in message.headers() or []}
 
 
 def test_a_message_too_large_to_dead_letter_as_it_is_goes_out_cut(prefixed: Settings) -> None:
@@ -74,13 +70,13 @@ def test_a_message_too_large_to_dead_letter_as_it_is_goes_out_cut(prefixed: Sett
 
     letters = {m.key(): m for m in read_all(prefixed, dlq_topic(topic))}
     cut, small = letters[b"huge"], letters[b"small"]
-    headers = headers_of(cut)
+    headers = header_texts(cut)
     assert headers[dlq.REASON] == "no-magic-byte"
     assert headers[dlq.VALUE_SIZE] == str(HUGE)
     assert headers[dlq.VALUE_SHA256] == hashlib.sha256(huge).hexdigest()
     value = cut.value() or b""
     assert 0 < len(value) < HUGE and huge.startswith(value)
-    assert small.value() == b"\x07tiny" and dlq.VALUE_SIZE not in headers_of(small)
+    assert small.value() == b"\x07tiny" and dlq.VALUE_SIZE not in header_texts(small)
 
 
 def free_port() -> int:

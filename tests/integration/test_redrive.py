@@ -28,7 +28,7 @@ from shopstream.redrive import (
     redrive,
     redrive_event_id,
 )
-from tests.support.pipeline import read_all
+from tests.support.pipeline import header_texts, read_all
 from tests.support.shop import Shop, make_shop, order_story, run_in_process
 
 pytestmark = pytest.mark.integration
@@ -91,7 +91,7 @@ def test_redrive_sends_once_and_the_group_applies_it(shop: Shop) -> None:
         for m in read_all(shop.settings, topic)
         if m.offset() == item.offset and m.partition() == item.partition
     ]
-    headers = {k: v.decode() for k, v in redriven.headers() or []}
+    headers = header_texts(redriven)
     assert headers["redrive.topic"] == dlq_topic(topic)
     assert (headers["redrive.partition"], headers["redrive.offset"]) == (
         str(letter.partition),

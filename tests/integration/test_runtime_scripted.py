@@ -20,7 +20,7 @@ from consumers.projections.order_state import orders
 from consumers.runtime import dlq_writer as dlq
 from schemas import ORDER_TOPIC, dlq_topic
 from shopstream.config import Settings
-from tests.support.pipeline import read_all
+from tests.support.pipeline import header_texts, read_all
 from tests.support.poison import REFUSED_CUSTOMER, install_refusal_trigger
 from tests.support.reference import processed_outcomes
 from tests.support.scripted import Scene, ScriptedConsumer, orders_for
@@ -149,7 +149,7 @@ def test_a_poison_event_in_a_batch_revoked_in_flight_is_dead_lettered_once(
     letters = read_all(stage.settings, dlq_topic(stage.topic))
     reasons = {}
     for message in letters:
-        headers = {k: (v or b"").decode() for k, v in message.headers() or []}
+        headers = header_texts(message)
         reasons[headers[dlq.EVENT_ID]] = headers[dlq.REASON]
         if headers[dlq.REASON] == "db-rejected":
             assert headers[dlq.DB_CODE] in ("23514", "SQLITE_CONSTRAINT_TRIGGER")

@@ -113,6 +113,13 @@ def read_all(settings: Settings, topic: str, timeout: float = 30.0) -> list[Mess
         reader.close()
 
 
+def header_texts(message: Message) -> dict[str, str]:
+    """A message's headers as text: bytes decoded, no value "" (a repeated name: the last)."""
+    raw = message.headers() or []
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    return {k: (v.decode() if isinstance(v, bytes) else v or "") for k, v in pairs}
+
+
 @dataclass(frozen=True)
 class DeadLetterRecord:
     group: str
@@ -128,9 +135,7 @@ def dead_letters(settings: Settings) -> list[DeadLetterRecord]:
     records = []
     for topic in (CART_TOPIC, ORDER_TOPIC):
         for message in read_all(settings, dlq_topic(settings.topic(topic))):
-            raw = message.headers() or []
-            pairs = raw.items() if isinstance(raw, dict) else raw
-            headers = {k: (v.decode() if isinstance(v, bytes) else v or "") for k, v in pairs}
+            headers = header_texts(message)
             records.append(
                 DeadLetterRecord(
                     group=headers[dlq_writer.GROUP],
