@@ -79,7 +79,7 @@ def fill(settings: Settings, prefix: str, events: int) -> str:
         OrderPaid(order_id=target, payment_id="p-target", amount=Decimal("10.00"), currency="EUR"),
     ]
     started = time.perf_counter()
-    headers = [("event_type", b"OrderCreated")]
+    headers: list[tuple[str, str | bytes | None]] = [("event_type", b"OrderCreated")]
     for i in range(events):
         if i == events // 2:
             with EventProducer(settings, ProducerOptions(topic_prefix=prefix)) as ours:

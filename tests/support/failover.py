@@ -25,7 +25,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
+
+# confluent_kafka.admin re-exports OffsetSpec without __all__, and leaves its factories untyped
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 from sqlalchemy import Engine, select
 
 from producers.base import DeliveryReport, EventProducer, ProducerOptions
@@ -182,7 +184,7 @@ class FailoverDrill:
 
         A fresh client each time: one that saw a leader die keeps asking it."""
         admin = AdminClient({"bootstrap.servers": self.local.bootstrap_servers, "log_level": 0})
-        request = {TopicPartition(t, p): OffsetSpec.latest() for t, p in partitions}
+        request = {TopicPartition(t, p): OffsetSpec.latest() for t, p in partitions}  # type: ignore[no-untyped-call]
         try:
             futures = admin.list_offsets(request, request_timeout=2)
             found = {

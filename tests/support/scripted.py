@@ -153,6 +153,7 @@ class Scene:
             self.log[partition] = []
             for offset, event in enumerate(items):
                 encoded = serializer.encode(event)
+                headers: list[tuple[str, str | bytes | None]] = list(encoded.headers)
                 self.log[partition].append(
                     Message(
                         topic=self.topic,
@@ -160,12 +161,10 @@ class Scene:
                         offset=offset,
                         key=encoded.key,
                         value=encoded.value,
-                        headers=encoded.headers,
+                        headers=headers,
                     )
                 )
-                mirror.produce(
-                    self.topic, encoded.value, encoded.key, partition, headers=encoded.headers
-                )
+                mirror.produce(self.topic, encoded.value, encoded.key, partition, headers=headers)
         # The same messages at the same offsets on the broker (each partition written
         # once, from offset 0), so the partitions' bounds match the script's log.
         if mirror.flush(30):
@@ -185,7 +184,12 @@ class Scene:
     def run(self, runner: GroupRunner, consumer: ScriptedConsumer) -> None:
         """Run ``runner`` with ``consumer`` until the script is done and read out."""
         runner.start(consumer)  # type: ignore[arg-type]
-        watcher = threading.Thread(target=lambda: (consumer.done.wait(60), runner._stop.set()))
+
+        def stop_when_done() -> None:
+            consumer.done.wait(60)
+            runner._stop.set()
+
+        watcher = threading.Thread(target=stop_when_done)
         watcher.start()
         try:
             runner.run()
