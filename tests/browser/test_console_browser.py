@@ -166,13 +166,15 @@ def test_lag_shows_each_partitions_offsets_from_the_database(page: Any, scene: S
     wait_live(page, "/lag")
     page.wait_for_selector("[data-group='order-state'] tbody tr")
     with scene.shop.engine.connect() as connection:
-        stored = dict(
+        stored: dict[int, int] = dict(
             connection.execute(
                 text(
                     "SELECT partition, next_offset FROM consumer_offsets "
                     "WHERE group_id = 'order-state'"
                 )
-            ).all()
+            )
+            .tuples()
+            .all()
         )
     rows = page.locator("[data-group='order-state'] tbody tr")
     assert rows.count() == 6

@@ -150,7 +150,7 @@ def test_transient_errors_are_not_refusals(engine: Engine) -> None:
     else:
         locker = engine.raw_connection()
         try:
-            locker.execute("BEGIN EXCLUSIVE")  # type: ignore[attr-defined]
+            locker.execute("BEGIN EXCLUSIVE")
             with engine.connect() as connection:
                 connection.exec_driver_sql("PRAGMA busy_timeout = 0")
                 with pytest.raises(OperationalError) as caught:

@@ -21,8 +21,8 @@ from sqlalchemy import Engine, func, select
 
 from schemas import CART_TOPIC, ORDER_TOPIC
 from shopstream.config import Settings
-from shopstream.db.models import OutboxRow
 from shopstream.events import DomainEvent, event_from_json
+from shopstream.services import outbox
 from tests.support.daemons import run_until_caught_up
 from tests.support.processes import CliProcess, cli_env
 from tests.support.readback import read_topic
@@ -86,7 +86,7 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
 
 # -- what the service committed, what Kafka holds, what the read models say ----------
 
-outbox_table = OutboxRow.__table__
+outbox_table = outbox.outbox
 
 
 def committed_events(engine: Engine) -> list[DomainEvent]:

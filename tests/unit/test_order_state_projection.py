@@ -116,7 +116,9 @@ def test_refusals_change_nothing_and_carry_reasons(engine: Engine) -> None:
         ("illegal-transition", 5),
     ]
     with engine.connect() as connection:
-        statuses = dict(connection.execute(select(orders.c.order_id, orders.c.status)).all())
+        statuses = dict(
+            connection.execute(select(orders.c.order_id, orders.c.status)).tuples().all()
+        )
     assert statuses == {"o-1": "CANCELLED", "o-3": "PENDING_PAYMENT"}
 
 
