@@ -15,6 +15,7 @@ import subprocess
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import insert
@@ -24,6 +25,9 @@ from shopstream.db.models import Cart
 from shopstream.events import CartItemAdded
 from shopstream.logs import configure_logging, get_logger
 from tests.e2e.test_projections import Pipeline, pipeline, shopstream_exe
+
+if TYPE_CHECKING:
+    from tests.conftest import StackEndpoints
 
 __all__ = ["pipeline"]  # the fixture, imported for these tests
 
@@ -99,7 +103,7 @@ def test_markup_and_escape_sequences_are_shown_literally(pipeline: Pipeline) -> 
     assert_literal(carts, json.dumps(MARKUP_ID), json.dumps(ESCAPE_ID))
 
 
-def test_registry_and_kafka_credentials_never_appear(tmp_path: Path, stack: object) -> None:
+def test_registry_and_kafka_credentials_never_appear(tmp_path: Path, stack: StackEndpoints) -> None:
     """A failing registry call and a failing SASL broker: the error line and every log
     line name the endpoint with the password masked."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "SCHEMA_"))}

@@ -10,6 +10,7 @@ import random
 import threading
 from collections import defaultdict
 from collections.abc import Iterator
+from functools import partial
 
 import pytest
 from sqlalchemy import Connection, select
@@ -130,7 +131,7 @@ def test_concurrent_commands_publish_each_aggregate_in_commit_order(pg_settings:
                 cart, quantity = rng.choice(carts), rng.randint(1, 5)
                 response = executor.execute(
                     Request(None, ""),
-                    lambda c, now, cart=cart, q=quantity: add_item(c, now, cart, "c", SKU, q),
+                    partial(add_item, cart_id=cart, customer_id="c", sku=SKU, quantity=quantity),
                 )
                 held = json.loads(response.body)["items"][0]["quantity"]
                 with lock:

@@ -319,8 +319,8 @@ def test_order_needs_at_least_one_line() -> None:
             "at most 2 decimals",
         ),
         (
-            OrderLine(sku="S", quantity=1, unit_price=1.5),
-            "lines[1].unit_price",  # type: ignore[arg-type]
+            OrderLine(sku="S", quantity=1, unit_price=1.5),  # type: ignore[arg-type]  # on purpose
+            "lines[1].unit_price",
             "decimal amount",
         ),
         ({"sku": "S", "quantity": 1, "unit_price": Decimal(1)}, "lines[1]", "order line"),
