@@ -1,4 +1,5 @@
 # shopstream: `make demo` runs the pipeline end to end, `make test` is what CI runs.
+# mypy checks what pyproject's [tool.mypy] files lists: the code, tests/ and bench/.
 .PHONY: bootstrap demo test lint stack-up stack-down bench-peer
 
 VENV := .venv/bin
@@ -11,13 +12,13 @@ demo: bootstrap
 
 test: bootstrap
 	$(VENV)/ruff check .
-	$(VENV)/mypy shopstream schemas producers consumers
+	$(VENV)/mypy
 	$(VENV)/pytest
 
 lint: bootstrap
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
-	$(VENV)/mypy shopstream schemas producers consumers
+	$(VENV)/mypy
 
 stack-up: bootstrap
 	$(VENV)/shopstream stack up --postgres
