@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from types import TracebackType
-from typing import Any, Protocol, Self, cast
+from typing import Any, NamedTuple, Protocol, Self, cast
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -40,6 +40,9 @@ from shopstream.serde import EncodedEvent, EventSerializer, make_registry_client
 DEFAULT_CLOSE_TIMEOUT_S = 60.0
 BUFFER_FULL_POLL_S = 0.05
 PURGE_REPORTS_S = 1.0
+POLL_EVERY = 1_000
+"""Sends between two ``poll(0)`` calls serving delivery reports (polling after every
+send costs about a microsecond each; librdkafka keeps the reports until polled)."""
 STILL_QUEUED = "still queued when the producer closed (timeout)"
 _PURGED = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
 
@@ -130,6 +133,16 @@ _PROTECTED_CONFIG = frozenset({"enable.idempotence", "acks"})
 _Headers = list[tuple[str, str | bytes | None]]
 
 
+class _Message(NamedTuple):
+    """One message for ``Producer.produce``, and its event type (for the counts)."""
+
+    topic: str
+    value: bytes
+    key: bytes
+    headers: list[tuple[str, bytes]]
+    event_type: str
+
+
 class EventProducer:
     """Encode typed events and produce them keyed by aggregate id.
 
@@ -160,6 +173,7 @@ class EventProducer:
         self._producer: Producer | None = None
         self._report: DeliveryReport | None = None
         self._sent = 0
+        self._unpolled = 0
         self._delivered = 0
         self._sent_by_type: Counter[str] = Counter()
         self._failures: Counter[str] = Counter()
@@ -262,7 +276,15 @@ class EventProducer:
 
     def send(self, event: DomainEvent) -> None:
         """Encode ``event`` and hand it to Kafka, keyed by its aggregate id."""
-        self.send_encoded(self._serializer.encode(event), event.event_id)
+        writer = self._serializer.writer(event.event_type)
+        message = _Message(
+            writer.topic,
+            writer.encode_value(event),
+            writer.key(event),
+            writer.headers,
+            writer.event_type,
+        )
+        self._send(message, event.event_id)
 
     def send_all(self, events: Iterable[DomainEvent]) -> int:
         """Send every event; returns how many were handed over."""
@@ -274,50 +296,59 @@ class EventProducer:
 
     def send_encoded(self, encoded: EncodedEvent, event_id: str = "") -> None:
         """Produce pre-encoded bytes (from :attr:`serializer`), polling for reports."""
+        message = _Message(
+            encoded.topic, encoded.value, encoded.key, encoded.headers, encoded.event_type
+        )
+        self._send(message, event_id)
+
+    def _send(self, message: _Message, event_id: str) -> None:
         producer = self._producer
         if producer is None:
             raise ShopstreamError("the producer is not started (call start() first)")
         try:
-            self._produce(producer, encoded, event_id)
+            self._produce(producer, message, event_id)
         except BufferError:
-            if not self._produce_when_room(producer, encoded, event_id):
+            if not self._produce_when_room(producer, message, event_id):
                 return
         except KafkaException as exc:
-            self._refused(encoded, event_id, exc)
+            self._refused(message, event_id, exc)
             return
         self._sent += 1
-        self._sent_by_type[encoded.event_type] += 1
-        producer.poll(0)
+        self._sent_by_type[message.event_type] += 1
+        self._unpolled += 1
+        if self._unpolled >= POLL_EVERY:
+            self._unpolled = 0
+            producer.poll(0)
 
-    def _produce(self, producer: Producer, encoded: EncodedEvent, event_id: str) -> None:
-        headers = cast(_Headers, encoded.headers)
+    def _produce(self, producer: Producer, message: _Message, event_id: str) -> None:
+        headers = cast(_Headers, message.headers)
         if not self._track_offsets:
-            producer.produce(encoded.topic, encoded.value, encoded.key, headers=headers)
+            producer.produce(message.topic, message.value, message.key, headers=headers)
             return
-        on_delivery = partial(self._on_tracked_delivery, event_id, encoded.event_type)
+        on_delivery = partial(self._on_tracked_delivery, event_id, message.event_type)
         producer.produce(
-            encoded.topic, encoded.value, encoded.key, headers=headers, on_delivery=on_delivery
+            message.topic, message.value, message.key, headers=headers, on_delivery=on_delivery
         )
 
-    def _produce_when_room(self, producer: Producer, encoded: EncodedEvent, event_id: str) -> bool:
+    def _produce_when_room(self, producer: Producer, message: _Message, event_id: str) -> bool:
         """The local queue is full: serve delivery reports until the event fits."""
         while True:
             producer.poll(BUFFER_FULL_POLL_S)
             try:
-                self._produce(producer, encoded, event_id)
+                self._produce(producer, message, event_id)
                 return True
             except BufferError:
                 continue
             except KafkaException as exc:
-                self._refused(encoded, event_id, exc)
+                self._refused(message, event_id, exc)
                 return False
 
-    def _refused(self, encoded: EncodedEvent, event_id: str, exc: KafkaException) -> None:
+    def _refused(self, message: _Message, event_id: str, exc: KafkaException) -> None:
         """produce() itself refused the message: count it as sent and failed."""
         error = exc.args[0] if exc.args else None
         reason = describe_kafka_error(error) if isinstance(error, KafkaError) else str(exc)
         self._sent += 1
-        self._sent_by_type[encoded.event_type] += 1
+        self._sent_by_type[message.event_type] += 1
         self._failures[reason] += 1
         if self._track_offsets:
             self._failed_ids[event_id] = reason
