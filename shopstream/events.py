@@ -67,7 +67,12 @@ def time_ordered_uuid(unix_ms: int, random_bits: int) -> str:
     rand_a = (random_bits >> _UUID7_RANDOM_B) & ((1 << _UUID7_RANDOM_A) - 1)
     rand_b = random_bits & ((1 << _UUID7_RANDOM_B) - 1)
     value = (unix_ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b
-    digits = f"{value:032x}"  # str(uuid.UUID(int=value)), without building the UUID
+    return uuid_text(value)
+
+
+def uuid_text(value: int) -> str:
+    """``str(uuid.UUID(int=value))``, without building the UUID."""
+    digits = f"{value:032x}"
     return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
@@ -85,7 +90,19 @@ def to_millis(moment: datetime) -> datetime:
     return moment if micro % 1000 == 0 else moment.replace(microsecond=micro - micro % 1000)
 
 
+_MAX_TEXT = {name: limit.max_length for name, limit in limits.TEXT_FIELDS.items()}
+
+
 def _check_text(event: str, name: str, value: object) -> None:
+    max_length = _MAX_TEXT.get(name)
+    if (  # the common case, decided cheaply: only when limits.text_problem finds none
+        max_length is not None
+        and type(value) is str
+        and 0 < len(value) <= max_length
+        and value.isprintable()
+        and not value.isspace()
+    ):
+        return
     problem = limits.text_problem(name, value)
     if problem is not None:
         raise EventValidationError(event, name, problem)
@@ -106,6 +123,8 @@ def _uuid(event: str, name: str, value: object) -> str:
 
 
 def _check_quantity(event: str, name: str, value: object) -> None:
+    if type(value) is int and 1 <= value <= limits.MAX_QUANTITY:
+        return
     problem = limits.quantity_problem(value)
     if problem is not None:
         raise EventValidationError(event, name, problem)
@@ -113,6 +132,13 @@ def _check_quantity(event: str, name: str, value: object) -> None:
 
 def _money(event: str, name: str, value: object) -> Decimal:
     """``value`` checked as decimal(12, 2) money and normalized to exactly 2 decimals."""
+    if (  # already normalized (exactly 2 decimals, not -0.00) and in range: kept as is
+        type(value) is Decimal
+        and value.same_quantum(limits.CENT)
+        and not value.is_signed()
+        and value <= limits.MAX_MONEY
+    ):
+        return value
     problem = limits.money_problem(value)
     if problem is not None or not isinstance(value, Decimal):
         raise EventValidationError(event, name, problem or "must be a decimal amount")
@@ -126,7 +152,10 @@ def _check_line_amount(event: str, name: str, quantity: int, unit_price: Decimal
 
 
 def _set_money(event: Event, name: str) -> None:
-    object.__setattr__(event, name, _money(event.event_type, name, getattr(event, name)))
+    value = getattr(event, name)
+    money = _money(event.event_type, name, value)
+    if money is not value:
+        object.__setattr__(event, name, money)
 
 
 def _check_currency(event: str, value: object) -> None:
