@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from types import TracebackType
-from typing import Any, NamedTuple, Protocol, Self, cast
+from typing import Any, Protocol, Self, cast
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -81,7 +81,6 @@ class DeliveryReport:
     """Events the broker acknowledged (acks=all)."""
     failures: Mapping[str, int] = field(default_factory=dict)
     """Failed events by reason (``NAME: description``), including still-queued ones."""
-    sent_by_type: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def failed(self) -> int:
@@ -133,14 +132,8 @@ _PROTECTED_CONFIG = frozenset({"enable.idempotence", "acks"})
 _Headers = list[tuple[str, str | bytes | None]]
 
 
-class _Message(NamedTuple):
-    """One message for ``Producer.produce``, and its event type (for the counts)."""
-
-    topic: str
-    value: bytes
-    key: bytes
-    headers: list[tuple[str, bytes]]
-    event_type: str
+_Message = tuple[str, bytes, bytes, list[tuple[str, bytes]]]
+"""topic, value, key and headers of one ``Producer.produce``."""
 
 
 class EventProducer:
@@ -175,7 +168,6 @@ class EventProducer:
         self._sent = 0
         self._unpolled = 0
         self._delivered = 0
-        self._sent_by_type: Counter[str] = Counter()
         self._failures: Counter[str] = Counter()
         self._locations: dict[str, SentEvent] = {}
         self._failed_ids: dict[str, str] = {}
@@ -277,14 +269,14 @@ class EventProducer:
     def send(self, event: DomainEvent) -> None:
         """Encode ``event`` and hand it to Kafka, keyed by its aggregate id."""
         writer = self._serializer.writer(event.event_type)
-        message = _Message(
+        self._send(
             writer.topic,
             writer.encode_value(event),
             writer.key(event),
             writer.headers,
             writer.event_type,
+            event.event_id,
         )
-        self._send(message, event.event_id)
 
     def send_all(self, events: Iterable[DomainEvent]) -> int:
         """Send every event; returns how many were handed over."""
@@ -296,59 +288,77 @@ class EventProducer:
 
     def send_encoded(self, encoded: EncodedEvent, event_id: str = "") -> None:
         """Produce pre-encoded bytes (from :attr:`serializer`), polling for reports."""
-        message = _Message(
-            encoded.topic, encoded.value, encoded.key, encoded.headers, encoded.event_type
+        self._send(
+            encoded.topic,
+            encoded.value,
+            encoded.key,
+            encoded.headers,
+            encoded.event_type,
+            event_id,
         )
-        self._send(message, event_id)
 
-    def _send(self, message: _Message, event_id: str) -> None:
+    def _send(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes,
+        headers: list[tuple[str, bytes]],
+        event_type: str,
+        event_id: str,
+    ) -> None:
         producer = self._producer
         if producer is None:
             raise ShopstreamError("the producer is not started (call start() first)")
         try:
-            self._produce(producer, message, event_id)
+            if self._track_offsets:
+                self._produce(producer, (topic, value, key, headers), event_type, event_id)
+            else:  # the common case, inlined
+                producer.produce(topic, value, key, headers=cast(_Headers, headers))
         except BufferError:
-            if not self._produce_when_room(producer, message, event_id):
+            message = (topic, value, key, headers)
+            if not self._produce_when_room(producer, message, event_type, event_id):
                 return
         except KafkaException as exc:
-            self._refused(message, event_id, exc)
+            self._refused(event_id, exc)
             return
         self._sent += 1
-        self._sent_by_type[message.event_type] += 1
         self._unpolled += 1
         if self._unpolled >= POLL_EVERY:
             self._unpolled = 0
             producer.poll(0)
 
-    def _produce(self, producer: Producer, message: _Message, event_id: str) -> None:
-        headers = cast(_Headers, message.headers)
+    def _produce(
+        self, producer: Producer, message: _Message, event_type: str, event_id: str
+    ) -> None:
+        topic, value, key, headers = message
         if not self._track_offsets:
-            producer.produce(message.topic, message.value, message.key, headers=headers)
+            producer.produce(topic, value, key, headers=cast(_Headers, headers))
             return
-        on_delivery = partial(self._on_tracked_delivery, event_id, message.event_type)
+        on_delivery = partial(self._on_tracked_delivery, event_id, event_type)
         producer.produce(
-            message.topic, message.value, message.key, headers=headers, on_delivery=on_delivery
+            topic, value, key, headers=cast(_Headers, headers), on_delivery=on_delivery
         )
 
-    def _produce_when_room(self, producer: Producer, message: _Message, event_id: str) -> bool:
+    def _produce_when_room(
+        self, producer: Producer, message: _Message, event_type: str, event_id: str
+    ) -> bool:
         """The local queue is full: serve delivery reports until the event fits."""
         while True:
             producer.poll(BUFFER_FULL_POLL_S)
             try:
-                self._produce(producer, message, event_id)
+                self._produce(producer, message, event_type, event_id)
                 return True
             except BufferError:
                 continue
             except KafkaException as exc:
-                self._refused(message, event_id, exc)
+                self._refused(event_id, exc)
                 return False
 
-    def _refused(self, message: _Message, event_id: str, exc: KafkaException) -> None:
+    def _refused(self, event_id: str, exc: KafkaException) -> None:
         """produce() itself refused the message: count it as sent and failed."""
         error = exc.args[0] if exc.args else None
         reason = describe_kafka_error(error) if isinstance(error, KafkaError) else str(exc)
         self._sent += 1
-        self._sent_by_type[message.event_type] += 1
         self._failures[reason] += 1
         if self._track_offsets:
             self._failed_ids[event_id] = reason
@@ -382,7 +392,6 @@ class EventProducer:
             sent=self._sent,
             delivered=self._delivered,
             failures=dict(self._failures),
-            sent_by_type=dict(self._sent_by_type),
         )
 
     def _on_delivery(self, error: KafkaError | None, _message: Message) -> None:

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 
 from schemas import HISTORY_DIR, load_catalog, load_event_schema, parse_for_codec
-from shopstream.avro_encoder import compile_encoder, write_long
+from shopstream.avro_encoder import compile_encoder, write_long, write_millis
 from shopstream.events import EVENT_TYPES, DomainEvent, OrderCreated, OrderLine
 from shopstream.simulation.simulator import SimulationConfig, Simulator
 from tests.support.event_strategies import STRATEGIES
@@ -159,3 +159,10 @@ def test_write_long_is_avro_zigzag(value: int) -> None:
     buffer = io.BytesIO()
     fastavro.schemaless_writer(buffer, "long", value)
     assert bytes(write_long(value)) == buffer.getvalue()
+
+
+def test_write_millis_is_write_long_across_its_cache() -> None:
+    """Timestamps over 10,000 cache entries (more than it keeps), either side of 1970."""
+    step = 1 << 13  # one cached tail each
+    for value in [*range(-20_000, 20_000, 7), *range(-(10**12), 10**12, (10**12 // 5_000) + step)]:
+        assert bytes(write_millis(value)) == bytes(write_long(value)), value
