@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, cast
 
 from shopstream.domain import limits
 from shopstream.errors import ShopstreamError
@@ -146,6 +146,8 @@ def _money(event: str, name: str, value: object) -> Decimal:
 
 
 def _check_line_amount(event: str, name: str, quantity: int, unit_price: Decimal) -> None:
+    if unit_price * quantity <= limits.MAX_MONEY:
+        return
     problem = limits.line_amount_problem(quantity, unit_price)
     if problem is not None:
         raise EventValidationError(event, name, problem)
@@ -158,10 +160,17 @@ def _set_money(event: Event, name: str) -> None:
         object.__setattr__(event, name, money)
 
 
+_CURRENCIES_SEEN: set[str] = set()
+"""Currency codes found valid (at most 26**3), so each is checked once."""
+
+
 def _check_currency(event: str, value: object) -> None:
+    if type(value) is str and value in _CURRENCIES_SEEN:
+        return
     problem = limits.currency_problem(value)
     if problem is not None:
         raise EventValidationError(event, "currency", problem)
+    _CURRENCIES_SEEN.add(cast(str, value))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -176,9 +185,21 @@ class Event:
     correlation_id: str | None = None
 
     def __post_init__(self) -> None:
-        event_id = _uuid(self.event_type, "event_id", self.event_id)
-        if event_id is not self.event_id:
-            object.__setattr__(self, "event_id", event_id)
+        event_id = self.event_id
+        if type(event_id) is not str or not _CANONICAL_UUID.fullmatch(event_id):
+            object.__setattr__(self, "event_id", _uuid(self.event_type, "event_id", event_id))
+        occurred_at = self.occurred_at  # UTC, whole milliseconds: what to_millis keeps as is
+        if (
+            type(occurred_at) is not datetime
+            or occurred_at.tzinfo is not UTC
+            or occurred_at.microsecond % 1000
+        ):
+            self._normalize_occurred_at()
+        if self.correlation_id is not None:
+            _check_text(self.event_type, "correlation_id", self.correlation_id)
+        self.validate()
+
+    def _normalize_occurred_at(self) -> None:
         if not isinstance(self.occurred_at, datetime):
             raise EventValidationError(self.event_type, "occurred_at", "must be a timestamp")
         try:
