@@ -294,13 +294,12 @@ class _Shop:
     def run(self) -> Iterator[DomainEvent]:
         for index in range(self._config.customers):
             self._schedule_visit(f"customer-{index + 1:05d}")
-        while self._queue:
-            self._clock_ms, _, action = heapq.heappop(self._queue)
+        queue, invalid_rate = self._queue, self._config.invalid_rate
+        while queue:
+            self._clock_ms, _, action = heapq.heappop(queue)
             for event in action():
                 yield event
-                if self._config.invalid_rate and (
-                    self._invalid_rng.random() < self._config.invalid_rate
-                ):
+                if invalid_rate and self._invalid_rng.random() < invalid_rate:
                     yield self._invalid_event()
 
     # -- time and randomness ---------------------------------------------------
