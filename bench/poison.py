@@ -3,15 +3,20 @@
 The poison is an ``OrderCreated`` the database refuses (a trigger on ``orders``
 refuses one customer id, installed for both runs so that both pay for it): the
 runtime isolates it by bisection with savepoints and dead-letters it as
-``db-rejected`` (consumers/runtime/db_refusals.py). Prints events/s of the clean and the
-poisoned topic, measured alternately in the same run (median of ``--rounds``), and
-their ratio; the target is a ratio of at least 0.8.
+``db-rejected`` (consumers/runtime/db_refusals.py). The events are the simulator's
+order events with many shoppers at once (the shop's realistic, spread-out workload,
+as ``bench/materialize.py``'s "spread"), the same ones on both topics, the poisoned
+one with a poison event after every batch's worth. Each run is the shipped daemon
+(``shopstream consume order-state --until-caught-up`` through
+:mod:`bench.daemon_probe`). Prints events/s and the consumer's CPU per applied
+event of the clean and the poisoned topic, measured alternately in the same run
+(median of ``--rounds``), and their ratios; the target is at least 0.8.
 
 Needs a running stack (KAFKA_BOOTSTRAP_SERVERS / SCHEMA_REGISTRY_URL); PostgreSQL from
 ``--postgres-url`` or BENCH_POSTGRES_URL (SQLite only without). Everything it creates
 (topics, subjects, databases) is deleted when the run ends. From the repository root:
 
-    python -m bench.poison [--orders 15000] [--rounds 2] [--postgres-url URL]
+    python -m bench.poison [--orders 15000] [--customers 20000] [--rounds 3] [--postgres-url URL]
 """
 
 from __future__ import annotations
@@ -26,16 +31,30 @@ from contextlib import ExitStack
 from decimal import Decimal
 from pathlib import Path
 
-from bench.materialize import BATCH_SIZE, life_cycles, produce_all, run_until_caught_up
+from bench.materialize import BATCH_SIZE, ORDER_TYPES, SEED, migrate, rate_one, run_daemons
+from producers.base import EventProducer
 from schemas import ORDER_TOPIC
 from shopstream.config import Settings
 from shopstream.db.engine import create_postgres_database, drop_postgres_database, make_engine
-from shopstream.db.migrate import upgrade
 from shopstream.events import DomainEvent, OrderCreated, OrderLine
 from shopstream.kafka.topics import create_topics, project_topics
 from shopstream.logs import configure_logging
 from shopstream.prefix import delete_prefixed_data
+from shopstream.simulation.simulator import SimulationConfig, Simulator
 from tests.support.poison import REFUSED_CUSTOMER, install_refusal_trigger
+
+
+def order_events(customers: int, orders: int) -> list[DomainEvent]:
+    """The simulator's order events, ``customers`` shoppers at once."""
+    config = SimulationConfig(customers=customers, orders=orders, seed=SEED)
+    return [e for e in Simulator(config).events() if e.event_type in ORDER_TYPES]
+
+
+def produce(settings: Settings, events: list[DomainEvent]) -> None:
+    with EventProducer(settings) as producer:
+        for event in events:
+            producer.send(event)
+        producer.close().raise_if_failed()
 
 
 def with_poison(events: list[DomainEvent], every: int) -> list[DomainEvent]:
@@ -59,23 +78,21 @@ def poison(index: int) -> OrderCreated:
     )
 
 
-def rate(settings: Settings, database_url: str) -> float:
-    """Events/s applied from the first batch's commit to the last (as materialize)."""
+def measure(prefix: str, database_url: str, tmp: Path) -> tuple[float, float]:
+    """Events/s and CPU µs per applied event of one daemon run (trigger installed)."""
+    migrate(database_url)
     engine = make_engine(database_url)
-    upgrade(engine)
     install_refusal_trigger(engine, "orders")
     engine.dispose()
-    commits, _ = run_until_caught_up(settings, database_url)
-    if len(commits) < 3:
-        raise SystemExit("too few batches to time; produce more events (--orders)")
-    counted = sum(n for _, n in commits[1:])
-    return counted / (commits[-1][0] - commits[0][0])
+    (run,) = run_daemons(prefix, database_url, 1, tmp)
+    return rate_one(run), run.stage_us()["total"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=15_000)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--customers", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL"))
     args = parser.parse_args()
     configure_logging("WARNING")
@@ -86,13 +103,13 @@ def main() -> None:
 def run(args: argparse.Namespace, cleanup: ExitStack) -> None:
     tmp = Path(cleanup.enter_context(tempfile.TemporaryDirectory()))
 
-    def fresh_topics(events: list[DomainEvent]) -> Settings:
+    def fresh_topics(events: list[DomainEvent]) -> str:
         prefix = f"bench-poison-{uuid.uuid4().hex[:8]}-"
         settings = Settings.load(shopstream_topic_prefix=prefix)
         cleanup.callback(delete_prefixed_data, settings)
         create_topics(settings, project_topics(prefix=prefix))
-        produce_all(settings, prefix, events)
-        return settings
+        produce(settings, events)
+        return prefix
 
     def fresh_sqlite() -> str:
         return f"sqlite:///{tmp / f'bench-{uuid.uuid4().hex[:8]}.db'}"
@@ -102,27 +119,36 @@ def run(args: argparse.Namespace, cleanup: ExitStack) -> None:
         cleanup.callback(drop_postgres_database, args.postgres_url, name)
         return create_postgres_database(args.postgres_url, name)
 
-    events = list(life_cycles(args.orders))
+    events = order_events(args.customers, args.orders)
     poisoned = with_poison(events, BATCH_SIZE)
     print(
-        f"producing {len(events)} order events, and the same with {len(poisoned) - len(events)} "
-        f"poison events (one per {BATCH_SIZE}, the batch size) to {ORDER_TOPIC} ...",
+        f"producing {len(events)} order events ({args.customers} shoppers at once), and the "
+        f"same with {len(poisoned) - len(events)} poison events (one per {BATCH_SIZE}, the "
+        f"batch size) to {ORDER_TOPIC} ...",
         flush=True,
     )
-    clean_topics, poisoned_topics = fresh_topics(events), fresh_topics(poisoned)
+    clean_prefix, poisoned_prefix = fresh_topics(events), fresh_topics(poisoned)
     databases: list[tuple[str, Callable[[], str]]] = [("SQLite", fresh_sqlite)]
     if args.postgres_url:
         databases.append(("PostgreSQL", fresh_postgres))
-    title = "order-state, 1 member"
-    print(f"\n{title:28s} {'clean ev/s':>11s} {'poisoned ev/s':>14s} {'ratio':>6s}")
+    print(
+        f"\n{'order-state, 1 member':24s} {'clean ev/s':>11s} {'poisoned ev/s':>14s} "
+        f"{'ratio':>6s} {'clean µs/ev':>12s} {'poisoned µs/ev':>15s} {'ratio':>6s}"
+    )
     for name, new_database in databases:
-        clean: list[float] = []
-        dirty: list[float] = []
+        clean: list[tuple[float, float]] = []
+        dirty: list[tuple[float, float]] = []
         for _ in range(args.rounds):  # alternately, so both see the same machine
-            clean.append(rate(clean_topics, new_database()))
-            dirty.append(rate(poisoned_topics, new_database()))
-        a, b = statistics.median(clean), statistics.median(dirty)
-        print(f"{name:28s} {a:11.0f} {b:14.0f} {b / a:6.2f}", flush=True)
+            clean.append(measure(clean_prefix, new_database(), tmp))
+            dirty.append(measure(poisoned_prefix, new_database(), tmp))
+        a, b = (statistics.median(r for r, _ in runs) for runs in (clean, dirty))
+        ca, cb = (statistics.median(c for _, c in runs) for runs in (clean, dirty))
+        spread = ", ".join(f"{d[0] / c[0]:.2f}" for c, d in zip(clean, dirty, strict=True))
+        print(
+            f"{name:24s} {a:11.0f} {b:14.0f} {b / a:6.2f} {ca:12.1f} {cb:15.1f} {ca / cb:6.2f}"
+            f"   (per round: {spread})",
+            flush=True,
+        )
     if not args.postgres_url:
         print("(PostgreSQL skipped: pass --postgres-url or BENCH_POSTGRES_URL)")
 

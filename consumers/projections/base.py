@@ -63,10 +63,14 @@ class Projection(ABC):
         a savepoint that is rolled back when the database refuses it: keep no state
         between calls (load what is needed from the database each time), except rows
         as committed (:class:`CommittedRows`: taken out by a call, and remembered again
-        only if that call was the last of a batch that then committed)."""
+        only if that call succeeded, in a batch that then committed)."""
+
+    def begin(self) -> None:  # noqa: B027 (by default nothing is remembered)
+        """A batch's transaction begins: one or more :meth:`apply` calls follow, then
+        :meth:`committed` when it committed, or :meth:`discard` when it did not."""
 
     def committed(self) -> None:  # noqa: B027 (by default nothing is remembered)
-        """The transaction of the last :meth:`apply` committed."""
+        """The transaction of the batch begun last committed."""
 
     def discard(self) -> None:  # noqa: B027 (by default nothing is remembered)
         """Forget whatever is remembered of the database's rows (they may have changed)."""

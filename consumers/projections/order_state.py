@@ -64,7 +64,12 @@ class OrderStateProjection(Projection):
     def __init__(self, cached_orders: int = CACHED_ORDERS) -> None:
         self._known: CommittedRows[OrderRow] = CommittedRows(cached_orders)
         self._unconfirmed: dict[str, OrderRow] = {}
-        """The last batch's rows, until its transaction is known to have committed."""
+        """The rows of the batch's applied pieces, until its transaction is known to
+        have committed (a piece refused and rolled back adds none: its rows are
+        loaded again by the next piece that needs them)."""
+
+    def begin(self) -> None:
+        self._unconfirmed = {}  # never confirmed: those rows are not remembered
 
     def committed(self) -> None:
         rows, self._unconfirmed = self._unconfirmed, {}
@@ -78,7 +83,6 @@ class OrderStateProjection(Projection):
         self._known.clear()
 
     def apply(self, connection: Connection, batch: Sequence[Envelope]) -> list[Rejection]:
-        self._unconfirmed = {}  # never confirmed: those rows are not remembered
         keys = {env.event.key for env in batch}
         rows = self._known.take(keys)
         if len(rows) < len(keys):
@@ -91,7 +95,7 @@ class OrderStateProjection(Projection):
             except TransitionRefused as refused:
                 rejections.append(Rejection(env, refused.reason, refused.detail))
         self._write(connection, rows, history)
-        self._unconfirmed = rows
+        self._unconfirmed.update(rows)  # a later piece's copy of a row is the newer one
         return rejections
 
     def _load(self, connection: Connection, order_ids: set[str]) -> dict[str, OrderRow]:

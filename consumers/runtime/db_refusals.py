@@ -28,13 +28,15 @@ it and the events after it (three applies instead of about ``1.5 log2(n)``; the
 order of the events is kept). A wrong guess only costs those applies: the pieces
 that still fail are bisected.
 
-The wasted work is what matters for throughput: a batch of 2,000 applied whole and
-refused wastes 2,000 events of work before the bisection starts. So after a batch
-that had to be bisected, the next :data:`CAREFUL_BATCHES` batches are applied in
-:data:`CAREFUL_PIECES` savepointed pieces from the start, and only the piece holding
-the poison is bisected. A clean stream pays one savepoint per batch. (When the
-database names the event, three applies find it whatever the batch's size: pieces
-would only add applies, so the batches stay whole.)
+The wasted work is what matters for throughput, more than the number of applies: a
+batch of 5,000 applied whole and refused wastes 5,000 events of work (loads, rows
+built, rows sent) before the search starts, whether the database names the event or
+not. So after a batch with a refusal, the next :data:`CAREFUL_BATCHES` batches are
+applied in :data:`CAREFUL_PIECES` savepointed pieces from the start, and only the
+piece holding the poison is searched. A clean stream pays one savepoint per batch.
+Measured (PostgreSQL, a poison event in every 5,000-event batch, the transaction's
+CPU per event): whole batches 1.55x a clean stream's, 4 pieces about 1.4x, 8 pieces
+1.2x, 16 pieces 1.3x (each piece adds a savepoint, a load and its statements).
 """
 
 from __future__ import annotations
@@ -151,7 +153,7 @@ class RefusalIsolator:
             return outcome
         for piece in _pieces(batch, self._pieces_for(len(batch))):
             self._apply_piece(connection, piece, outcome, known_bad=False)
-        if outcome.bisected:
+        if outcome.refused:
             self.careful_batches_left = CAREFUL_BATCHES
         elif self.careful_batches_left:
             self.careful_batches_left -= 1

@@ -48,6 +48,7 @@ from typing import Any, TypeVar
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
+    OFFSET_INVALID,
     Consumer,
     KafkaError,
     KafkaException,
@@ -299,13 +300,11 @@ class GroupRunner:
                 "offsets cannot be read at assignment; partitions paused",
                 error=_describe_transient(exc),
             )
-            consumer.incremental_assign(partitions)
+            assign_unpaused(consumer, dict.fromkeys(keys, OFFSET_INVALID))
             consumer.pause(partitions)
             self._pending.update(keys)
             return
-        consumer.incremental_assign(
-            [TopicPartition(t, p, _position(stored[(t, p)])) for t, p in keys]
-        )
+        assign_unpaused(consumer, {key: _position(offset) for key, offset in stored.items()})
         self._expected.update(stored)
         self._next.update(stored)
         self._log.info("partitions assigned", partitions=_describe(stored))
@@ -346,14 +345,12 @@ class GroupRunner:
                 return
             raise
         self.db_ok = True
-        tps = [TopicPartition(t, p, _position(stored[(t, p)])) for t, p in keys]
         # Assigned again at their offsets, not seeked: a partition assigned without an
         # offset and paused at once never starts fetching, and a seek on it fails
         # (_STATE, "Erroneous state") on every loop.
         try:
             consumer.incremental_unassign([TopicPartition(t, p) for t, p in keys])
-            consumer.incremental_assign(tps)
-            consumer.resume(tps)
+            assign_unpaused(consumer, {key: _position(offset) for key, offset in stored.items()})
         except KafkaException as exc:
             self._log.warning("paused partitions not resumed yet", error=describe_kafka_error(exc))
             return
@@ -550,6 +547,7 @@ class GroupRunner:
         savepoints) and dead-lettered like the projection's own refusals: their ids stay
         claimed, as dead-lettered, so a re-sent copy is skipped, not dead-lettered again.
         """
+        self.projection.begin()
         with self._engine.begin() as connection:
             self._offsets.advance(connection, decoded.moves)
             fresh = self._claim_fresh(connection, decoded.envelopes)
@@ -860,6 +858,19 @@ def _letter(
         event_id=event_id,
         details=details,
     )
+
+
+def assign_unpaused(consumer: Consumer, positions: dict[TopicPartitionKey, int]) -> None:
+    """Add partitions to the assignment, fetching from ``positions``, unpaused.
+
+    librdkafka keeps a partition's pause through its unassignment, so a partition paused
+    while the runner waited to retry, then lost and assigned back, would stay paused, and
+    silently never be read again. The pause is cleared first, before the assignment: a
+    resume after it could outdate the assignment's start offset (librdkafka #2190).
+    """
+    partitions = [TopicPartition(t, p, offset) for (t, p), offset in positions.items()]
+    consumer.resume([TopicPartition(t, p) for t, p in positions])
+    consumer.incremental_assign(partitions)
 
 
 def _position(next_offset: int) -> int:

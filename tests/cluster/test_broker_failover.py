@@ -52,15 +52,6 @@ def cluster() -> Iterator[LocalStack]:
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "known bug, issue #18 (open): in 3 of 8 runs (both CI runs) order-state and "
-        "sales-projection stopped applying after a dead letter was not confirmed while "
-        "the partition leader was killed and their partitions were lost and "
-        "re-assigned (no log line after the re-assignment); cart-projection caught up."
-    ),
-)
 def test_failover_under_load(
     cluster: LocalStack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

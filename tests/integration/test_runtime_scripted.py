@@ -156,3 +156,36 @@ def test_a_poison_event_in_a_batch_revoked_in_flight_is_dead_lettered_once(
             assert "refused by the test trigger" in headers[dlq.DB_MESSAGE]
     assert len(letters) == 2
     assert reasons == {poison.event_id: "db-rejected", paid_after_poison.event_id: "unknown-order"}
+
+
+def test_partitions_lost_while_paused_for_a_retry_are_read_again_when_assigned_back(
+    stage: Scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stall seen when a broker was killed under load: the dead letters of a batch
+    are not confirmed, so the runner pauses its partitions to wait and retry; the group
+    session expires meanwhile (partitions lost), and the same partitions come back.
+    librdkafka keeps a partition's pause across that, so unless the runner clears it,
+    the partitions are assigned back paused and never read again, without a word."""
+    stage.write({p: orders_for(p, 6) for p in range(PARTITIONS)})
+    runner = stage.runner(background(stage))
+    write_all = runner._dlq.write_all
+    failures = [dlq.DeadLetterUnavailable("1 of 1 dead letter(s) not confirmed: no answer")]
+
+    def unconfirmed_once(letters: list[dlq.DeadLetter]) -> None:
+        if failures:
+            raise failures.pop()
+        write_all(letters)
+
+    monkeypatch.setattr(runner._dlq, "write_all", unconfirmed_once)
+    script: dict[int, Callable[[ScriptedConsumer], None]] = {
+        0: lambda c: c.assign(0, 1, 2),
+        3: lambda c: c.assign(0, 1, 2),  # the same partitions, back after the loss
+    }
+    consumer = ScriptedConsumer(stage.log, script)
+    consumer.on_poll = [lambda c: c.lose(0, 1, 2)]  # during the wait before the retry
+    stage.run(runner, consumer)
+
+    assert not failures, "the dead-letter write never failed: the scene did not happen"
+    history = stage.history_ids()
+    assert len(history) == len(set(history)) == len(stage.all_ids())
+    assert stage.committed() == {p: len(stage.log[p]) for p in range(PARTITIONS)}

@@ -27,9 +27,10 @@ from shopstream.db.models import OrderStatusHistory
 from shopstream.events import DomainEvent
 from shopstream.kafka.clients import make_producer
 from shopstream.simulation.simulator import SimulationConfig, Simulator
-from tests.support.daemons import Daemon, cli_env, run_until_caught_up
+from tests.support.daemons import Daemon, run_until_caught_up
 from tests.support.pipeline import create_project_topics, dead_letters
 from tests.support.poison import install_refusal_trigger
+from tests.support.processes import cli_env
 from tests.support.reference import (
     APPLIED,
     dump_group,
@@ -104,7 +105,7 @@ class FaultRun:
 
     def daemon(self, groups: Sequence[str]) -> Daemon:
         index = len(self.daemons)
-        daemon = Daemon(groups, self.env, self.workdir / f"daemon-{index}.log")
+        daemon = Daemon(self.env, self.workdir / f"daemon-{index}.log", groups=groups)
         self.daemons.append(daemon)
         return daemon
 

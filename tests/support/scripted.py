@@ -35,7 +35,13 @@ class ScriptedConsumer:
     rebalance callbacks inside ``consume``); then up to ``num_messages`` messages are
     returned from the assigned, unpaused partitions, round robin. ``stale`` messages
     queued by a step are returned first, whatever the assignment (fetched before a
-    revocation). When the script is done and nothing is left to read, ``done`` is set.
+    revocation). ``on_poll`` steps run one per ``poll`` call (the runner polls while it
+    waits out a failure). When the script is done and nothing is left to read, ``done``
+    is set.
+
+    Pausing is modelled as librdkafka does it: a partition's pause outlives its
+    unassignment, so a partition paused, lost and assigned again stays paused until
+    resumed (librdkafka #1849, confluent-kafka-go #193).
     """
 
     def __init__(
@@ -43,6 +49,7 @@ class ScriptedConsumer:
     ) -> None:
         self.log = log
         self.script = script
+        self.on_poll: list[Callable[[ScriptedConsumer], None]] = []
         self.positions: dict[int, int] = {}
         self.paused: set[int] = set()
         self.stale: list[Message] = []
@@ -89,6 +96,8 @@ class ScriptedConsumer:
         return out
 
     def poll(self, timeout: float = -1) -> None:
+        if self.on_poll:
+            self.on_poll.pop(0)(self)
         time.sleep(min(max(timeout, 0.0), 0.05))  # paused: nothing to return
 
     def incremental_assign(self, partitions: list[TopicPartition]) -> None:
@@ -98,7 +107,6 @@ class ScriptedConsumer:
     def incremental_unassign(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             self.positions.pop(tp.partition, None)
-            self.paused.discard(tp.partition)
 
     def assignment(self) -> list[TopicPartition]:
         return [TopicPartition(self.topic, p, o) for p, o in sorted(self.positions.items())]

@@ -9,17 +9,12 @@ service committed), the topics and the consumer groups' read models.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 import httpx
 from sqlalchemy import Engine, func, select
@@ -29,6 +24,7 @@ from shopstream.config import Settings
 from shopstream.db.models import OutboxRow
 from shopstream.events import DomainEvent, event_from_json
 from tests.support.daemons import run_until_caught_up
+from tests.support.processes import CliProcess, cli_env
 from tests.support.readback import read_topic
 from tests.support.reference import (
     APPLIED,
@@ -48,42 +44,27 @@ def free_port() -> int:
 
 
 @dataclass
-class ServiceProcess:
+class ServiceProcess(CliProcess):
     """``shopstream serve`` (``command="serve"``) or ``shopstream relay``."""
 
-    env: Mapping[str, str]
-    log_path: Path
     command: str = "serve"
     args: Sequence[str] = ()
     port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
-    starts: int = field(default=0, init=False)
-    _log: IO[bytes] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.command
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, ready_timeout: float = 60.0) -> ServiceProcess:
-        self._log = self.log_path.open("ab")
         port_flag = "--port" if self.command == "serve" else "--http-port"
-        command = [sys.executable, "-m", "shopstream", self.command, port_flag, str(self.port)]
-        self.process = subprocess.Popen(
-            [*command, *self.args],
-            env=dict(self.env),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        self.starts += 1
+        self.spawn([self.command, port_flag, str(self.port), *self.args])
         if ready_timeout > 0:
             self.wait_ready(ready_timeout)
         return self
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -98,41 +79,9 @@ class ServiceProcess:
             time.sleep(0.1)
         raise AssertionError(f"{self.command} not ready in {timeout}s:\n{self.log_text()[-3000:]}")
 
-    def kill9(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
-        self._close_log()
-
-    def terminate(self, timeout: float = 30.0) -> int:
-        """SIGTERM and wait; returns the exit code (kills and fails if it hangs)."""
-        if self.process is None:
-            return 0
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-        try:
-            code = self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill9()
-            raise AssertionError(f"{self.command} ignored SIGTERM for {timeout}s") from None
-        self._close_log()
-        return code
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def _close_log(self) -> None:
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
 
 def service_env(settings: Settings, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    env.update(settings.endpoint_env())
-    env.setdefault("LOG_FORMAT", "json")
-    env.update(extra)
-    return env
+    return cli_env(settings.endpoint_env(), extra)
 
 
 # -- what the service committed, what Kafka holds, what the read models say ----------

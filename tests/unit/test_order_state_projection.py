@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select, update
+from sqlalchemy.exc import IntegrityError
 
 from consumers.projections.base import CommittedRows, Envelope
 from consumers.projections.order_state import (
@@ -27,6 +29,7 @@ from shopstream.events import (
     OrderPaid,
     OrderShipped,
 )
+from tests.support.poison import REFUSED_CUSTOMER, install_refusal_trigger
 
 
 @pytest.fixture
@@ -162,16 +165,45 @@ def test_rows_of_a_batch_not_committed_are_forgotten(engine: Engine) -> None:
     with engine.begin() as connection:
         projection.apply(connection, envelopes(created("o-1")))
     projection.committed()
+    projection.begin()
     with pytest.raises(RuntimeError), engine.begin() as connection:
         assert projection.apply(connection, envelopes(paid("o-1"))) == []
         raise RuntimeError("the transaction fails after apply")
     # committed() was not called: the next batch starts from the database (unpaid)
+    projection.begin()
+    with engine.begin() as connection:
+        assert projection.apply(connection, envelopes(created("o-2"))) == []
+    projection.committed()  # a batch without o-1 commits: o-1's rolled-back row is not kept
     with engine.begin() as connection:
         assert projection.apply(connection, envelopes(paid("o-1"))) == []
     projection.committed()
     with engine.connect() as connection:
-        row = connection.execute(select(orders.c.status, orders.c.events_applied)).one()
+        query = select(orders.c.status, orders.c.events_applied).where(orders.c.order_id == "o-1")
+        row = connection.execute(query).one()
     assert tuple(row) == ("PAID", 2)
+
+
+def test_every_applied_piece_of_a_batch_is_remembered_not_a_refused_one(engine: Engine) -> None:
+    """The runtime applies a batch in pieces, each in a savepoint, when the database
+    has refused events lately: the rows of each piece that was applied are remembered
+    once the batch commits; those of a piece rolled back are not."""
+    install_refusal_trigger(engine, "orders")
+    projection = OrderStateProjection()
+    projection.begin()
+    with engine.begin() as connection:
+        projection.apply(connection, envelopes(created("o-1")))
+        refused = replace(created("o-2"), customer_id=REFUSED_CUSTOMER)
+        with pytest.raises(IntegrityError), connection.begin_nested():
+            projection.apply(connection, envelopes(paid("o-1"), refused))
+        projection.apply(connection, envelopes(created("o-3")))
+    projection.committed()
+    set_status_behind_its_back(engine, "o-1", "CANCELLED")
+    set_status_behind_its_back(engine, "o-3", "CANCELLED")
+    with engine.begin() as connection:
+        rejections = projection.apply(connection, envelopes(paid("o-1"), paid("o-3")))
+    assert rejections == []  # both remembered as committed (PENDING_PAYMENT), not reloaded
+    with engine.connect() as connection:
+        assert connection.execute(select(orders.c.order_id)).scalars().all() == ["o-1", "o-3"]
 
 
 def test_finished_orders_are_not_remembered(engine: Engine) -> None:
