@@ -72,16 +72,6 @@ def write_millis(value: int) -> bytes | bytearray:
     return _CONTINUED[n & 0x7F] + _CONTINUED[n >> 7 & 0x7F] + tail
 
 
-def decimal_bytes(value: Any, scale: int) -> bytes:
-    """The two's-complement big-endian unscaled value, as fastavro writes ``decimal``."""
-    scaled = value.scaleb(scale)
-    unscaled = int(scaled)
-    if unscaled != scaled:
-        raise ValueError("Scale provided in schema does not match the decimal")
-    result: bytes = unscaled.to_bytes((unscaled.bit_length() + 8) // 8, "big", signed=True)
-    return result
-
-
 class _Unsupported(Exception):
     """A schema shape this compiler does not generate code for (fastavro handles it)."""
 
@@ -133,11 +123,26 @@ class _Generator:
             return [f"write_millis(({value} - EPOCH) // ONE_MS)"]
         if kind == "bytes" and logical == "decimal":
             data = self.name("d")
-            self.emit(indent, f"{data} = decimal_bytes({value}, {int(schema.get('scale', 0))})")
+            self.decimal(value, int(schema.get("scale", 0)), data, indent)
             return self.sized(data, indent)
         if kind == "array" and isinstance(schema["items"], dict):
             return self.array(schema["items"], value, hint, indent)
         raise _Unsupported(f"type {kind} ({logical})")
+
+    def decimal(self, value: str, scale: int, data: str, indent: int) -> None:
+        """The two's-complement big-endian unscaled value, as fastavro writes ``decimal``
+        (and like fastavro, refuse a value with more decimals than the scale)."""
+        scaled, unscaled = self.name("s"), self.name("i")
+        self.emit(indent, f"{scaled} = {value}.scaleb({scale})")
+        self.emit(indent, f"{unscaled} = int({scaled})")
+        self.emit(indent, f"if {unscaled} != {scaled}:")
+        self.emit(
+            indent + 1, "raise ValueError('Scale provided in schema does not match the decimal')"
+        )
+        self.emit(
+            indent,
+            f"{data} = {unscaled}.to_bytes(({unscaled}.bit_length() + 8) // 8, 'big', signed=True)",
+        )
 
     def sized(self, data: str, indent: int) -> list[str]:
         """Avro ``bytes``/``string``: the length, then the bytes."""
@@ -210,7 +215,6 @@ def compile_encoder(schema: Any, cls: type, prefix: bytes = b"") -> Encoder | No
         "write_millis": write_millis,
         "EPOCH": _EPOCH,
         "ONE_MS": _ONE_MS,
-        "decimal_bytes": decimal_bytes,
         "LENGTHS": _LENGTHS,
     }
     code = compile(source + "\n", f"<avro encoder {cls.__name__}>", "exec")
