@@ -76,7 +76,7 @@ CONFIRMED_CANCEL_REASONS = ("out-of-stock", "customer-request")
 QUANTITIES = (1, 2, 3)
 QUANTITY_WEIGHTS = (80, 15, 5)
 _QUANTITY_CUM_WEIGHTS = tuple(accumulate(QUANTITY_WEIGHTS))
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 
 class InvalidKind(StrEnum):
@@ -137,7 +137,7 @@ class ProductCatalog:
         return _weighted(self.products, self.cum_weights, rng)
 
 
-def _weighted(population: Sequence[T], cum_weights: Sequence[float], rng: random.Random) -> T:
+def _weighted(population: Sequence[_T], cum_weights: Sequence[float], rng: random.Random) -> _T:
     """``rng.choices(population, cum_weights=cum_weights)[0]``: the same draw from the
     same generator state, without building the list."""
     total = cum_weights[-1] + 0.0
