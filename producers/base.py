@@ -6,7 +6,10 @@ keyed by their aggregate id (``cart_id``, ``order_id``), so every cart's and eve
 order's events land on one partition, in the order they were sent; the idempotent
 producer keeps that order across retries.
 
-Delivery reports are counted, not printed: :meth:`EventProducer.close` flushes and
+Each event is encoded by its type's :class:`~shopstream.serde.EventWriter` (a compiled
+Avro encoder and the prebuilt framing, topic and header) straight into ``produce``.
+Delivery reports are counted, not printed, served every :data:`POLL_EVERY` sends (and
+while waiting for room or closing): :meth:`EventProducer.close` flushes and
 returns a :class:`DeliveryReport` saying how many events were delivered, which ones
 failed and why, and how many were still queued when the timeout ran out. A failure
 is never silent: :meth:`DeliveryReport.raise_if_failed` turns it into
