@@ -275,7 +275,7 @@ class EventProducer:
         self._send(
             writer.topic,
             writer.encode_value(event),
-            writer.key(event),
+            writer.key_of(event).encode(),
             writer.headers,
             writer.event_type,
             event.event_id,

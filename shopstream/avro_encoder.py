@@ -52,6 +52,8 @@ def _varint(n: int) -> bytes | bytearray:
 
 _LENGTHS = tuple(write_long(n) for n in range(_SHORT_LENGTHS))
 """The encoded lengths of short strings and byte strings, looked up instead of computed."""
+_SMALL = _ONE_BYTE[::2]
+"""The encoded non-negative ints below 64 (zig-zag: 2n), looked up instead of computed."""
 _CONTINUED = tuple(bytes((n | 0x80,)) for n in range(0x80))
 _TAILS: dict[int, bytes] = {}
 _MAX_TAILS = 4096
@@ -102,10 +104,14 @@ class _Generator:
             name = field["name"]
             if not name.isidentifier() or keyword.iskeyword(name) or name not in names:
                 raise _Unsupported(f"{cls.__name__} has no attribute {name}")
-            value = self.name("v")
-            self.emit(indent, f"{value} = {owner}.{name}")
-            parts += self.value(field["type"], value, hints[name], indent)
+            parts += self.value(field["type"], f"{owner}.{name}", hints[name], indent)
         return parts
+
+    def local(self, value: str, indent: int) -> str:
+        """``value`` (an expression) in a local variable, to be read more than once."""
+        name = self.name("v")
+        self.emit(indent, f"{name} = {value}")
+        return name
 
     def value(self, schema: Any, value: str, hint: Any, indent: int) -> list[str]:
         if isinstance(schema, list):
@@ -117,7 +123,8 @@ class _Generator:
             self.emit(indent, f"{data} = {value}.encode()")
             return self.sized(data, indent)
         if kind in ("int", "long") and logical is None:
-            return [f"write_long({value})"]
+            number = self.local(value, indent)
+            return [f"(SMALL[{number}] if 0 <= {number} < {len(_SMALL)} else write_long({number}))"]
         if kind == "long" and logical == "timestamp-millis":
             # milliseconds since the epoch of an aware datetime, rounded down as fastavro does
             return [f"write_millis(({value} - EPOCH) // ONE_MS)"]
@@ -155,6 +162,7 @@ class _Generator:
         if len(branches) != 2 or len(others) != 1 or others[0] not in ("string", "long", "int"):
             raise _Unsupported(f"union {branches}")
         null_index, other_index = branches.index("null"), branches.index(others[0])
+        value = self.local(value, indent)
         encoded = self.name("u")
         self.emit(indent, f"if {value} is None:")
         self.emit(indent + 1, f"{encoded} = {bytes(write_long(null_index))!r}")
@@ -171,6 +179,7 @@ class _Generator:
         item_cls = _item_dataclass(hint)
         if items.get("type") != "record" or item_cls is None:
             raise _Unsupported("array of anything but records of dataclasses")
+        value = self.local(value, indent)
         encoded, collected, item = self.name("a"), self.name("p"), self.name("item")
         self.emit(indent, f"if {value}:")
         self.emit(indent + 1, f"{collected} = [write_long(len({value}))]")
@@ -216,6 +225,7 @@ def compile_encoder(schema: Any, cls: type, prefix: bytes = b"") -> Encoder | No
         "EPOCH": _EPOCH,
         "ONE_MS": _ONE_MS,
         "LENGTHS": _LENGTHS,
+        "SMALL": _SMALL,
     }
     code = compile(source + "\n", f"<avro encoder {cls.__name__}>", "exec")
     # Safe: the source is generated above; the only text taken from the schema is field

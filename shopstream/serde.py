@@ -21,6 +21,7 @@ import re
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 import fastavro
@@ -69,7 +70,8 @@ class EventWriter:
 
     event_type: str
     topic: str
-    key_field: str
+    key_of: Callable[[DomainEvent], str]
+    """The aggregate id the message is keyed by (``attrgetter`` of the key field)."""
     headers: list[tuple[str, bytes]]
     """The ``event_type`` header, one list shared by every message (never changed)."""
     encode_value: Callable[[DomainEvent], bytes]
@@ -77,8 +79,7 @@ class EventWriter:
 
     def key(self, event: DomainEvent) -> bytes:
         """The message key: the aggregate id as UTF-8."""
-        value: str = getattr(event, self.key_field)
-        return value.encode()
+        return self.key_of(event).encode()
 
 
 def _fastavro_encoder(parsed: Any, prefix: bytes) -> Callable[[DomainEvent], bytes]:
@@ -169,7 +170,7 @@ class EventSerializer:
         return EventWriter(
             event_type=spec.name,
             topic=spec.topic,
-            key_field=spec.key_field,
+            key_of=attrgetter(spec.key_field),
             headers=[(EVENT_TYPE_HEADER, spec.name.encode())],
             encode_value=encoder or _fastavro_encoder(parsed, prefix),
         )
