@@ -126,8 +126,7 @@ class _Generator:
             number = self.local(value, indent)
             return [f"(SMALL[{number}] if 0 <= {number} < {len(_SMALL)} else write_long({number}))"]
         if kind == "long" and logical == "timestamp-millis":
-            # milliseconds since the epoch of an aware datetime, rounded down as fastavro does
-            return [f"write_millis(({value} - EPOCH) // ONE_MS)"]
+            return self.timestamp(value, indent)
         if kind == "bytes" and logical == "decimal":
             data = self.name("d")
             self.decimal(value, int(schema.get("scale", 0)), data, indent)
@@ -151,6 +150,23 @@ class _Generator:
             f"{data} = {unscaled}.to_bytes(({unscaled}.bit_length() + 8) // 8, 'big', signed=True)",
         )
 
+    def timestamp(self, value: str, indent: int) -> list[str]:
+        """:func:`write_millis` inlined (its cached tail, else the call) of the milliseconds
+        since the epoch of an aware datetime, rounded down as fastavro does."""
+        millis, zigzag, tail = self.name("t"), self.name("z"), self.name("tail")
+        parts = [self.name("m"), self.name("m"), self.name("m")]
+        self.emit(indent, f"{millis} = ({value} - EPOCH) // ONE_MS")
+        self.emit(indent, f"{zigzag} = ({millis} << 1) ^ ({millis} >> 63)")
+        self.emit(indent, f"{tail} = TAILS.get({zigzag} >> 14)")
+        self.emit(indent, f"if {tail} is None:")
+        self.emit(indent + 1, f"{parts[0]} = write_millis({millis})")
+        self.emit(indent + 1, f"{parts[1]} = {parts[2]} = b''")
+        self.emit(indent, "else:")
+        self.emit(indent + 1, f"{parts[0]} = CONTINUED[{zigzag} & 0x7F]")
+        self.emit(indent + 1, f"{parts[1]} = CONTINUED[{zigzag} >> 7 & 0x7F]")
+        self.emit(indent + 1, f"{parts[2]} = {tail}")
+        return parts
+
     def sized(self, data: str, indent: int) -> list[str]:
         """Avro ``bytes``/``string``: the length, then the bytes."""
         size = self.name("n")
@@ -158,21 +174,25 @@ class _Generator:
         return [f"(LENGTHS[{size}] if {size} < {_SHORT_LENGTHS} else write_long({size}))", data]
 
     def union(self, branches: list[Any], value: str, indent: int) -> list[str]:
+        """The branch index, then the value: its parts are locals, empty when null."""
         others = [branch for branch in branches if branch != "null"]
         if len(branches) != 2 or len(others) != 1 or others[0] not in ("string", "long", "int"):
             raise _Unsupported(f"union {branches}")
         null_index, other_index = branches.index("null"), branches.index(others[0])
         value = self.local(value, indent)
-        encoded = self.name("u")
+        index = self.name("u")
         self.emit(indent, f"if {value} is None:")
-        self.emit(indent + 1, f"{encoded} = {bytes(write_long(null_index))!r}")
+        self.emit(indent + 1, f"{index} = {bytes(write_long(null_index))!r}")
+        start = len(self.lines)
         self.emit(indent, "else:")
-        parts = [
-            repr(bytes(write_long(other_index))),
-            *self.value(others[0], value, None, indent + 1),
-        ]
-        self.emit(indent + 1, f"{encoded} = b''.join(({', '.join(parts)}))")
-        return [encoded]
+        self.emit(indent + 1, f"{index} = {bytes(write_long(other_index))!r}")
+        parts = []
+        for part in self.value(others[0], value, None, indent + 1):
+            local = self.name("b")
+            self.emit(indent + 1, f"{local} = {part}")
+            parts.append(local)
+        self.lines.insert(start, "    " * (indent + 1) + " = ".join([*parts, "b''"]))
+        return [index, *parts]
 
     def array(self, items: Any, value: str, hint: Any, indent: int) -> list[str]:
         """One block: the count, the items, then the empty block that ends the array."""
@@ -226,6 +246,8 @@ def compile_encoder(schema: Any, cls: type, prefix: bytes = b"") -> Encoder | No
         "ONE_MS": _ONE_MS,
         "LENGTHS": _LENGTHS,
         "SMALL": _SMALL,
+        "TAILS": _TAILS,
+        "CONTINUED": _CONTINUED,
     }
     code = compile(source + "\n", f"<avro encoder {cls.__name__}>", "exec")
     # Safe: the source is generated above; the only text taken from the schema is field
