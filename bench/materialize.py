@@ -28,7 +28,10 @@ It prints events/s, the ratios (to the decode-only baseline, to one member, to t
 peer) and the CPU per event of each stage of one member: poll+decode, apply (the
 projection's own work, loads included), database write+commit (the projection's
 bulk writes, the event-id claim, the offsets compare-and-set, the commit), and the
-process's other threads (librdkafka's).
+process's other threads (librdkafka's). For scaling, it also prints the CPU per event
+of all the members together and how busy the whole machine was meanwhile: members
+that need no more CPU per event than one, on a machine with no idle core left, are
+limited by the cores, not by the group.
 
 Needs a running stack (KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL). Everything it
 writes lives under a unique topic prefix, group ids and databases, and all of it
@@ -50,6 +53,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import defaultdict
@@ -174,6 +178,20 @@ def _process_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def machine_cpu() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far, every core (Linux
+    ``/proc/stat``; (0, 0) elsewhere): what the members, the broker, the registry,
+    PostgreSQL and everything else running used, against what there was."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return 0, 0
+    # user nice system idle iowait irq softirq steal (guest time is already in user)
+    ticks = [int(value) for value in fields[:8]]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
 # -- the shipped daemon ------------------------------------------------------------------
 
 
@@ -198,6 +216,68 @@ class DaemonRun:
         other = cpu["process"] - cpu["run"] - (cpu["transaction"] - cpu["transaction_on_run"])
         values = (poll_decode, apply, write_commit, other, cpu["process"])
         return {stage: value / events * 1e6 for stage, value in zip(STAGES, values, strict=True)}
+
+
+def group_cpu_us(runs: Sequence[DaemonRun]) -> float:
+    """CPU µs per applied event of all the members together (their processes' CPU)."""
+    return (
+        sum(run.cpu.get("process", 0.0) for run in runs)
+        / max(1, sum(run.applied for run in runs))
+        * 1e6
+    )
+
+
+@dataclass
+class GroupRun:
+    """The members' reports, and how busy the whole machine was while they ran."""
+
+    members: list[DaemonRun]
+    machine_busy: float
+    """Share of all the machine's cores in use while the members committed batches
+    (:meth:`MachineLoad.busy_while`)."""
+
+
+class MachineLoad:
+    """Samples :func:`machine_cpu` four times a second on a thread, to tell how busy the
+    machine was in a window of wall-clock time."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, int, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> MachineLoad:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while True:
+            self.samples.append((time.time(), *machine_cpu()))
+            if self._stop.wait(0.25):
+                return
+
+    def busy_while(self, runs: Sequence[DaemonRun]) -> float:
+        """Share of every core in use while all of ``runs`` committed batches: from the
+        first commit of the last member to start to the last commit of the first one to
+        finish (joining the group and exiting left out)."""
+        committed = [run.commits for run in runs if run.commits]
+        if not committed:
+            return math.nan
+        began = max(commits[0][0] for commits in committed)
+        ended = min(commits[-1][0] for commits in committed)
+        return self.busy_between(began, ended)
+
+    def busy_between(self, began: float, ended: float) -> float:
+        """Share of every core in use between the samples nearest ``began`` and ``ended``."""
+        inside = [s for s in self.samples if began - 0.25 <= s[0] <= ended + 0.25]
+        if ended <= began or len(inside) < 2 or inside[-1][2] <= inside[0][2]:
+            return math.nan
+        (_, busy_0, total_0), (_, busy_1, total_1) = inside[0], inside[-1]
+        return (busy_1 - busy_0) / (total_1 - total_0)
 
 
 def run_daemons(prefix: str, database_url: str, members: int, tmp: Path) -> list[DaemonRun]:
@@ -245,6 +325,13 @@ def run_daemons(prefix: str, database_url: str, members: int, tmp: Path) -> list
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+def run_group(prefix: str, database_url: str, members: int, tmp: Path) -> GroupRun:
+    """:func:`run_daemons`, and how busy the machine was while the members committed."""
+    with MachineLoad() as load:
+        runs = run_daemons(prefix, database_url, members, tmp)
+    return GroupRun(runs, load.busy_while(runs))
 
 
 def rate_one(run: DaemonRun) -> float:
@@ -319,6 +406,8 @@ class Figures:
 
     rates: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     stages: dict[str, list[dict[str, float]]] = field(default_factory=lambda: defaultdict(list))
+    groups: dict[str, list[GroupRun]] = field(default_factory=lambda: defaultdict(list))
+    """The daemon runs by row, for the group's CPU per event and the machine's load."""
     events: int = 0
 
 
@@ -356,14 +445,17 @@ def measure(args: argparse.Namespace, customers: int, cleanup: ExitStack, tmp: P
         for name, new_database in databases:
             url = new_database()
             migrate(url)
-            (one,) = run_daemons(prefix, url, 1, tmp)
+            single = run_group(prefix, url, 1, tmp)
+            (one,) = single.members
             figures.rates[f"{name}, 1 member"].append(rate_one(one))
             figures.stages[name].append(one.stage_us())
+            figures.groups[f"{name}, 1 member"].append(single)
             if members > 1:
                 url = new_database()
                 migrate(url)
-                several = run_daemons(prefix, url, members, tmp)
-                steady = steady_rate([member.commits for member in several])
+                group = run_group(prefix, url, members, tmp)
+                figures.groups[f"{name}, {members} members"].append(group)
+                steady = steady_rate([member.commits for member in group.members])
                 if steady is None:
                     print(f"    ({name}, {members} members: overlapped under 1 s, not counted)")
                 row = f"{name}, {members} members"
@@ -445,6 +537,16 @@ def report(args: argparse.Namespace, workloads: dict[str, Figures]) -> None:
             ]
             text = "".join(f"{cell:>17s}" for cell in cells)
             print(f"{name + ', ' + where:34s}{text}")
+    print(
+        "\nscaling: CPU µs per event of all the members together, and how busy the whole"
+        " machine (every core) was during the run (median of runs)"
+    )
+    for name in names:
+        for row, runs in workloads[name].groups.items():
+            cpu = statistics.median(group_cpu_us(group.members) for group in runs)
+            busy = [group.machine_busy for group in runs if not math.isnan(group.machine_busy)]
+            shown = f"{statistics.median(busy):.0%}" if busy else "-"
+            print(f"{name + ', ' + row:34s}{cpu:17.1f} µs/event{shown:>17s} busy")
     print("\nCPU per event: decode only / one member (the ratio without the machine's load)")
     for where in ("SQLite", "PostgreSQL", "Quix Streams peer"):
         cells = [cpu_ratio(workloads[n].stages, where) for n in names]

@@ -41,6 +41,11 @@ class OrderRow:
     dirty: bool = False
     lines: list[dict[str, Any]] = field(default_factory=list)
 
+    def copy(self) -> OrderRow:
+        """A copy to change, the row as committed staying as it is (rows remembered
+        between batches carry no lines and are neither new nor dirty)."""
+        return OrderRow(dict(self.values), self.status, self.is_new)
+
 
 orders: Table = Order.__table__  # type: ignore[assignment]
 order_lines: Table = OrderLineRow.__table__  # type: ignore[assignment]
@@ -84,17 +89,25 @@ class OrderStateProjection(Projection):
 
     def apply(self, connection: Connection, batch: Sequence[Envelope]) -> list[Rejection]:
         keys = {env.event.key for env in batch}
-        rows = self._known.take(keys)
-        if len(rows) < len(keys):
-            rows.update(self._load(connection, keys - rows.keys()))
+        known = self._known.take(keys)
+        if len(known) < len(keys):
+            known.update(self._load(connection, keys - known.keys()))
+        rows = {key: row.copy() for key, row in known.items()}
         history: list[dict[str, Any]] = []
         rejections: list[Rejection] = []
-        for env in batch:
-            try:
-                self._apply_one(rows, env, history)
-            except TransitionRefused as refused:
-                rejections.append(Rejection(env, refused.reason, refused.detail))
-        self._write(connection, rows, history)
+        try:
+            for env in batch:
+                try:
+                    self._apply_one(rows, env, history)
+                except TransitionRefused as refused:
+                    rejections.append(Rejection(env, refused.reason, refused.detail))
+            self._write(connection, rows, history)
+        except BaseException:
+            # The caller rolls this piece back to its savepoint: the rows it took or
+            # loaded are as they were (a piece before it in the batch would have
+            # taken them), so the next piece need not load them again.
+            self._known.keep((key, row) for key, row in known.items() if row.status not in FINAL)
+            raise
         self._unconfirmed.update(rows)  # a later piece's copy of a row is the newer one
         return rejections
 

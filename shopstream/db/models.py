@@ -37,10 +37,13 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from shopstream.db.types import Money, UtcDateTime
 from shopstream.domain.limits import (
     CARRIER,
+    CATEGORY,
     COUPON_CODE,
     CURRENCY_LENGTH,
     ID,
+    IDEMPOTENCY_KEY_LENGTH,
     PAYMENT_ID,
+    PRODUCT_NAME,
     REASON,
     SKU,
     SUM_PRECISION,
@@ -213,21 +216,21 @@ class ServiceProduct(Base):
 
     __tablename__ = "service_products"
 
-    sku: Mapped[str] = mapped_column(String(100), primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
-    category: Mapped[str] = mapped_column(String(100))
+    sku: Mapped[str] = mapped_column(SKU_TYPE, primary_key=True)
+    name: Mapped[str] = mapped_column(String(PRODUCT_NAME.max_length))
+    category: Mapped[str] = mapped_column(String(CATEGORY.max_length))
     price: Mapped[Decimal] = mapped_column(Money())
-    currency: Mapped[str] = mapped_column(String(3))
+    currency: Mapped[str] = mapped_column(CURRENCY_TYPE)
 
 
 class ServiceCart(Base):
     __tablename__ = "service_carts"
 
-    cart_id: Mapped[str] = mapped_column(String(100), primary_key=True)
-    customer_id: Mapped[str] = mapped_column(String(100))
+    cart_id: Mapped[str] = mapped_column(ID_TYPE, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ID_TYPE)
     status: Mapped[str] = mapped_column(String(20))  # OPEN | CHECKED_OUT
-    currency: Mapped[str] = mapped_column(String(3))
-    order_id: Mapped[str | None] = mapped_column(String(100))
+    currency: Mapped[str] = mapped_column(CURRENCY_TYPE)
+    order_id: Mapped[str | None] = mapped_column(ID_TYPE)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
@@ -235,8 +238,8 @@ class ServiceCart(Base):
 class ServiceCartItem(Base):
     __tablename__ = "service_cart_items"
 
-    cart_id: Mapped[str] = mapped_column(String(100), primary_key=True)
-    sku: Mapped[str] = mapped_column(String(100), primary_key=True)
+    cart_id: Mapped[str] = mapped_column(ID_TYPE, primary_key=True)
+    sku: Mapped[str] = mapped_column(SKU_TYPE, primary_key=True)
     quantity: Mapped[int] = mapped_column(Integer)
     unit_price: Mapped[Decimal] = mapped_column(Money())
 
@@ -244,16 +247,16 @@ class ServiceCartItem(Base):
 class ServiceOrder(Base):
     __tablename__ = "service_orders"
 
-    order_id: Mapped[str] = mapped_column(String(100), primary_key=True)
-    customer_id: Mapped[str] = mapped_column(String(100))
-    cart_id: Mapped[str | None] = mapped_column(String(100))
+    order_id: Mapped[str] = mapped_column(ID_TYPE, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ID_TYPE)
+    cart_id: Mapped[str | None] = mapped_column(ID_TYPE)
     status: Mapped[str] = mapped_column(String(20))
     total: Mapped[Decimal] = mapped_column(Money())
-    currency: Mapped[str] = mapped_column(String(3))
-    payment_id: Mapped[str | None] = mapped_column(String(100))
-    carrier: Mapped[str | None] = mapped_column(String(100))
-    tracking_number: Mapped[str | None] = mapped_column(String(100))
-    cancel_reason: Mapped[str | None] = mapped_column(String(500))
+    currency: Mapped[str] = mapped_column(CURRENCY_TYPE)
+    payment_id: Mapped[str | None] = mapped_column(String(PAYMENT_ID.max_length))
+    carrier: Mapped[str | None] = mapped_column(String(CARRIER.max_length))
+    tracking_number: Mapped[str | None] = mapped_column(String(TRACKING_NUMBER.max_length))
+    cancel_reason: Mapped[str | None] = mapped_column(String(REASON.max_length))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
@@ -261,9 +264,9 @@ class ServiceOrder(Base):
 class ServiceOrderLine(Base):
     __tablename__ = "service_order_lines"
 
-    order_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    order_id: Mapped[str] = mapped_column(ID_TYPE, primary_key=True)
     line_no: Mapped[int] = mapped_column(Integer, primary_key=True)
-    sku: Mapped[str] = mapped_column(String(100))
+    sku: Mapped[str] = mapped_column(SKU_TYPE)
     quantity: Mapped[int] = mapped_column(Integer)
     unit_price: Mapped[Decimal] = mapped_column(Money())
 
@@ -288,9 +291,9 @@ class OutboxRow(Base):
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     )
-    aggregate_id: Mapped[str] = mapped_column(String(100))
+    aggregate_id: Mapped[str] = mapped_column(ID_TYPE)  # a cart_id or an order_id
     event_type: Mapped[str] = mapped_column(String(50))
-    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    event_id: Mapped[str] = mapped_column(EVENT_ID_TYPE, unique=True)
     payload: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
@@ -301,8 +304,8 @@ class IdempotencyKey(Base):
 
     __tablename__ = "service_idempotency_keys"
 
-    key: Mapped[str] = mapped_column(String(255), primary_key=True)
-    fingerprint: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(IDEMPOTENCY_KEY_LENGTH), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))  # SHA-256, hex
     status_code: Mapped[int] = mapped_column(Integer)
     response: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)

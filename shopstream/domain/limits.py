@@ -78,6 +78,10 @@ CARRIER = TextLimit(100, "a carrier's name")
 TRACKING_NUMBER = TextLimit(100, "a tracking number")
 REASON = TextLimit(500, "why an order was cancelled")
 CORRELATION_ID = TextLimit(200, "a correlation id (free text tying events together)")
+PRODUCT_NAME = TextLimit(200, "a product's name (the services' catalog; in no event)")
+CATEGORY = TextLimit(100, "a product's category (the services' catalog; in no event)")
+IDEMPOTENCY_KEY_LENGTH: Final = 255
+"""Longest ``Idempotency-Key`` the services accept and store."""
 
 #: Every text field of the events → its limit (``lines[].sku`` for order lines).
 TEXT_FIELDS: Final[dict[str, TextLimit]] = {

@@ -165,7 +165,7 @@ def create_app(
 
     @app.get("/metrics", tags=["operations"])
     def prometheus() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(metrics.exposed), media_type=CONTENT_TYPE_LATEST)
 
     # -- products ----------------------------------------------------------------------
 

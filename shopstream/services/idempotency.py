@@ -3,15 +3,22 @@
 Everything about a key happens in the command's own transaction
 (:class:`shopstream.services.transactions.CommandExecutor`):
 
-1. :func:`lock` takes a lock on the key without waiting: on PostgreSQL a
-   transaction-scoped advisory lock (64 bits of the key's SHA-256), held until commit
-   or rollback, also across service processes; on SQLite (one process) the in-process
-   :class:`LocalKeyLocks`. Not free → :class:`KeyInFlight` (409).
-2. :func:`lookup`: the key was used before → same fingerprint (SHA-256 of method,
-   path and body): the stored response is replayed, marked with :data:`REPLAY_HEADER`,
-   and nothing is written; another fingerprint → :class:`KeyReused` (422).
-3. Otherwise the command runs and :func:`store` saves its response on the key row in
+1. :func:`claim` takes a lock on the key without waiting and looks the key up. On
+   PostgreSQL both are one statement: a transaction-scoped advisory lock (64 bits of
+   the key's SHA-256), held until commit or rollback, also across service processes,
+   and the key's row. On SQLite (one process) the lock is the in-process
+   :class:`LocalKeyLocks`. Lock not free → :class:`KeyInFlight` (409). The key was
+   used before → same fingerprint (SHA-256 of method, path and body): the stored
+   response is replayed, marked with :data:`REPLAY_HEADER`, and nothing is written;
+   another fingerprint → :class:`KeyReused` (422).
+2. Otherwise the command runs and :func:`store` saves its response on the key row in
    the same transaction as the state change and its outbox rows.
+
+One race is left by doing both in one statement: its snapshot is taken before the
+lock, so when the key's first request commits in between (and releases the lock), the
+key looks new. That transaction's :func:`store` then hits the key's primary key and
+raises :class:`KeyStoredMeanwhile`; the executor rolls it back and runs the request
+once more, which replays the stored response.
 
 So a key has a stored response exactly when its effect committed. A process killed in
 the middle leaves nothing (its transaction and its lock die with its connection), and
@@ -27,14 +34,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Connection, Table, delete, func, select
+from sqlalchemy import Connection, Row, Table, bindparam, delete, select, text
+from sqlalchemy.exc import IntegrityError
 
 from shopstream.db.models import IdempotencyKey
+from shopstream.domain.limits import IDEMPOTENCY_KEY_LENGTH
 
 REPLAY_HEADER = "Idempotent-Replayed"
 RETENTION = timedelta(hours=24)
-MAX_KEY_LENGTH = 255
+MAX_KEY_LENGTH = IDEMPOTENCY_KEY_LENGTH
 
 keys: Table = IdempotencyKey.__table__  # type: ignore[assignment]
 
@@ -45,6 +55,11 @@ class KeyInFlight(Exception):
 
 class KeyReused(Exception):
     """The key was first used with another method, path or body (422)."""
+
+
+class KeyStoredMeanwhile(Exception):
+    """The key's first request committed after this one's :func:`claim` read (see the
+    module docstring): run this request again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,22 +107,32 @@ class LocalKeyLocks:
                 self._held.discard(key)
 
 
-def lock(connection: Connection, key: str) -> None:
-    """PostgreSQL: take the key's advisory lock until this transaction ends, or raise
-    :class:`KeyInFlight` (SQLite relies on :class:`LocalKeyLocks`)."""
+_LOOKUP = select(keys.c.fingerprint, keys.c.status_code, keys.c.response).where(
+    keys.c.key == bindparam("key")
+)
+_INSERT_KEY = keys.insert()
+_CLAIM = text(
+    "SELECT pg_try_advisory_xact_lock(:lock_id) AS locked, k.fingerprint, k.status_code, "
+    "k.response FROM (SELECT 1) AS one "
+    "LEFT JOIN service_idempotency_keys AS k ON k.key = :key"
+)
+
+
+def claim(connection: Connection, key: str, print_: str) -> StoredResponse | None:
+    """Lock ``key`` until this transaction ends and return its stored response (None
+    when the key is new). Raises :class:`KeyInFlight` when another request holds it and
+    :class:`KeyReused` when it was used for another request. PostgreSQL: one statement;
+    SQLite relies on :class:`LocalKeyLocks` for the lock."""
     if connection.dialect.name != "postgresql":
-        return
+        return _stored(connection.execute(_LOOKUP, {"key": key}).one_or_none(), print_)
     lock_id = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
-    if not connection.execute(select(func.pg_try_advisory_xact_lock(lock_id))).scalar_one():
+    row = connection.execute(_CLAIM, {"lock_id": lock_id, "key": key}).one()
+    if not row.locked:
         raise KeyInFlight
+    return _stored(row if row.fingerprint is not None else None, print_)
 
 
-def lookup(connection: Connection, key: str, print_: str) -> StoredResponse | None:
-    """The response stored for ``key``, None if the key is new; :class:`KeyReused` if it
-    was used for another request."""
-    row = connection.execute(
-        select(keys.c.fingerprint, keys.c.status_code, keys.c.response).where(keys.c.key == key)
-    ).one_or_none()
+def _stored(row: Row[Any] | None, print_: str) -> StoredResponse | None:
     if row is None:
         return None
     if row.fingerprint != print_:
@@ -118,15 +143,19 @@ def lookup(connection: Connection, key: str, print_: str) -> StoredResponse | No
 def store(
     connection: Connection, key: str, print_: str, response: StoredResponse, now: datetime
 ) -> None:
-    connection.execute(
-        keys.insert().values(
-            key=key,
-            fingerprint=print_,
-            status_code=response.status_code,
-            response=response.body,
-            created_at=now,
+    try:
+        connection.execute(
+            _INSERT_KEY,
+            {
+                "key": key,
+                "fingerprint": print_,
+                "status_code": response.status_code,
+                "response": response.body,
+                "created_at": now,
+            },
         )
-    )
+    except IntegrityError:  # the key's primary key: stored meanwhile
+        raise KeyStoredMeanwhile from None
 
 
 def purge(connection: Connection, now: datetime) -> int:

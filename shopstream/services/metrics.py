@@ -1,17 +1,64 @@
-"""Prometheus metrics of a service or relay process (its own registry)."""
+"""Prometheus metrics of a service or relay process.
+
+One process (``serve``, ``relay``): its own registry. ``serve --workers N``: the
+workers are forked inside :func:`shared_across_workers`, which switches
+prometheus_client to its multiprocess mode (each process writes its values to mmap'd
+files in a temporary directory the parent owns and removes when the workers are gone),
+so any worker's ``/metrics`` (:attr:`ServiceMetrics.exposed`) shows the sums over all
+workers, whichever worker the kernel hands the scrape to.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, values
+
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+"""prometheus_client's own switch: its values live in files in this directory."""
+
+
+@contextmanager
+def shared_across_workers() -> Iterator[None]:
+    """Metrics created by processes forked inside this block are summed across them
+    (see the module docstring); the directory is removed on the way out."""
+    directory = tempfile.mkdtemp(prefix="shopstream-metrics-")
+    previous_class = values.ValueClass
+    os.environ[MULTIPROCESS_DIR_ENV] = directory
+    # prometheus_client picks its value class when first imported (from the variable
+    # above); metrics made from now on use the mmap'd one.
+    values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+    try:
+        yield
+    finally:
+        values.ValueClass = previous_class
+        os.environ.pop(MULTIPROCESS_DIR_ENV, None)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def worker_exited(pid: int) -> None:
+    """Drop a dead worker's live gauges (its counters keep counting in the sums)."""
+    if MULTIPROCESS_DIR_ENV in os.environ:
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 @dataclass
 class ServiceMetrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    exposed: CollectorRegistry = field(init=False)
+    """What ``/metrics`` shows: :attr:`registry`, or in multiprocess mode every worker's."""
 
     def __post_init__(self) -> None:
+        if MULTIPROCESS_DIR_ENV in os.environ:
+            self.exposed = CollectorRegistry()
+            multiprocess.MultiProcessCollector(self.exposed)  # type: ignore[no-untyped-call]
+        else:
+            self.exposed = self.registry
         r = self.registry
         self.requests = Counter(
             "shopstream_http_requests_total",
@@ -52,4 +99,5 @@ class ServiceMetrics:
             "shopstream_outbox_pending",
             "Outbox rows read but not yet acknowledged in the relay's last pass",
             registry=r,
+            multiprocess_mode="livesum",  # only the publishing relay's is not 0
         )

@@ -8,24 +8,34 @@ transaction took its id early but committed late is simply pending on the next r
 so it cannot be skipped (see docs/services.md for why this also keeps each aggregate's
 events in commit order).
 
-On PostgreSQL the inserting transaction also sends ``NOTIFY`` on :data:`CHANNEL`
-(delivered at commit, one per transaction), which wakes the relay.
+On PostgreSQL the relay listens on :data:`CHANNEL`; a :class:`CommitNotifier`
+sends the ``NOTIFY`` after the commits, not inside them (see there why).
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, func, select, text, update
+import psycopg
+from sqlalchemy import Connection, Table, func, select, update
 
+from shopstream.db.engine import libpq_url
 from shopstream.db.models import OutboxRow
 from shopstream.events import DomainEvent, event_from_json
+from shopstream.logs import get_logger
+
+log = get_logger("shopstream.outbox")
 
 CHANNEL = "service_outbox"
 outbox: Table = OutboxRow.__table__  # type: ignore[assignment]
+
+
+_INSERT = outbox.insert()
 
 
 def append(connection: Connection, events: Sequence[DomainEvent], now: datetime) -> None:
@@ -33,7 +43,7 @@ def append(connection: Connection, events: Sequence[DomainEvent], now: datetime)
     if not events:
         return
     connection.execute(
-        outbox.insert(),
+        _INSERT,
         [
             {
                 "aggregate_id": event.key,
@@ -46,8 +56,54 @@ def append(connection: Connection, events: Sequence[DomainEvent], now: datetime)
             for event in events
         ],
     )
-    if connection.dialect.name == "postgresql":
-        connection.execute(text(f"NOTIFY {CHANNEL}"))
+
+
+NOTIFY_IDLE_S = 0.5
+"""How often :meth:`CommitNotifier.run` looks at ``stop`` when nothing commits."""
+
+
+class CommitNotifier:
+    """Wakes the listening relay after commits that wrote outbox rows (PostgreSQL).
+
+    A ``NOTIFY`` inside the command's transaction takes PostgreSQL's global notify lock
+    at commit and holds it through the commit's WAL flush, so every writing commit of
+    every process queued behind the previous one (measured here: 8 committing
+    connections, 4,000 commits/s without NOTIFY, 1,950 with). Instead :meth:`wake`,
+    called after a commit, flags :meth:`run`'s thread, which sends one ``NOTIFY`` on its
+    own autocommit connection for all the commits flagged since its last one. A process
+    killed between a commit and that ``NOTIFY`` only leaves the row to the relay's next
+    idle look (:attr:`~shopstream.services.relay.RelayOptions.idle_wait_s`).
+    """
+
+    def __init__(self, url: str, stop: threading.Event) -> None:
+        self._url = libpq_url(url)
+        self._stop = stop
+        self._flag = threading.Event()
+
+    def wake(self) -> None:
+        self._flag.set()
+
+    def run(self) -> None:
+        """Send the flagged notifications until ``stop`` is set (on its own thread)."""
+        connection: psycopg.Connection[Any] | None = None
+        try:
+            while not self._stop.is_set():
+                if not self._flag.wait(NOTIFY_IDLE_S):
+                    continue
+                self._flag.clear()
+                try:
+                    if connection is None:
+                        connection = psycopg.connect(self._url, autocommit=True, connect_timeout=5)
+                    connection.execute(f"NOTIFY {CHANNEL}")
+                except psycopg.Error as exc:  # the relay's idle look covers the gap
+                    log.warning("outbox notify failed", error=" ".join(str(exc).split()))
+                    if connection is not None:
+                        connection.close()
+                    connection = None
+                    self._stop.wait(NOTIFY_IDLE_S)
+        finally:
+            if connection is not None:
+                connection.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,15 +126,10 @@ def pending(connection: Connection, limit: int) -> list[PendingRow]:
     ]
 
 
-def mark_sent(connection: Connection, acknowledged: Sequence[tuple[int, datetime]]) -> None:
-    """Mark rows as acknowledged by Kafka: ``(id, when)`` pairs."""
-    if acknowledged:
-        connection.execute(
-            update(outbox)
-            .where(outbox.c.id == bindparam("row_id"))
-            .values(sent_at=bindparam("acked_at")),
-            [{"row_id": row_id, "acked_at": when} for row_id, when in acknowledged],
-        )
+def mark_sent(connection: Connection, row_ids: Sequence[int], acked_at: datetime) -> None:
+    """Mark rows as acknowledged by Kafka at ``acked_at``, in one statement."""
+    if row_ids:
+        connection.execute(update(outbox).where(outbox.c.id.in_(row_ids)).values(sent_at=acked_at))
 
 
 @dataclass(frozen=True, slots=True)

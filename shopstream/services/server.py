@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 import uvicorn
+from anyio import to_thread
 from fastapi import FastAPI
 from sqlalchemy import Engine, inspect
 
@@ -34,12 +35,16 @@ from shopstream.db.migrate import upgrade
 from shopstream.errors import ShopstreamError, UsageError
 from shopstream.events import now_utc
 from shopstream.logs import get_logger
-from shopstream.services import idempotency
+from shopstream.services import idempotency, outbox
 from shopstream.services.api import create_app
 from shopstream.services.commands import seed_products
-from shopstream.services.metrics import ServiceMetrics
+from shopstream.services.metrics import ServiceMetrics, shared_across_workers, worker_exited
 from shopstream.services.relay import OutboxRelay, RelayOptions
-from shopstream.services.transactions import CommandExecutor, make_service_engine
+from shopstream.services.transactions import (
+    REQUEST_THREADS,
+    CommandExecutor,
+    make_service_engine,
+)
 from shopstream.simulation.simulator import ProductCatalog
 from shopstream.sockets import listening_socket
 
@@ -164,32 +169,35 @@ def _prepare(settings: Settings, options: ServeOptions) -> None:
 
 
 def _run_workers(settings: Settings, options: ServeOptions, sock: socket.socket) -> int:
-    """Fork the workers, forward SIGTERM/SIGINT to them, wait; 1 if any failed."""
-    children: list[int] = []
-    for _ in range(options.workers):
-        pid = os.fork()
-        if pid == 0:  # the worker: its own engine, relay and server on the shared socket
-            code = 1
-            try:
-                code = _run_worker(settings, options, sock)
-            finally:
-                os._exit(code)
-        children.append(pid)
+    """Fork the workers (their metrics summed: :func:`shared_across_workers`), forward
+    SIGTERM/SIGINT to them, wait; 1 if any failed."""
+    with shared_across_workers():
+        children: list[int] = []
+        for _ in range(options.workers):
+            pid = os.fork()
+            if pid == 0:  # the worker: its own engine, relay and server on the shared socket
+                code = 1
+                try:
+                    code = _run_worker(settings, options, sock)
+                finally:
+                    os._exit(code)
+            children.append(pid)
 
-    def forward(signum: int, _frame: FrameType | None) -> None:
-        for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signum)
+        def forward(signum: int, _frame: FrameType | None) -> None:
+            for child in children:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child, signum)
 
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
-    failed = 0
-    try:
-        for child in children:
-            _, status = os.waitpid(child, 0)
-            failed += os.waitstatus_to_exitcode(status) != 0
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+        failed = 0
+        try:
+            for child in children:
+                _, status = os.waitpid(child, 0)
+                worker_exited(child)
+                failed += os.waitstatus_to_exitcode(status) != 0
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
     if failed:
         log.error("workers failed", failed=failed, workers=options.workers)
     return 1 if failed else 0
@@ -206,7 +214,13 @@ def _run_worker(settings: Settings, options: ServeOptions, sock: socket.socket) 
             if options.relay
             else None
         )
-        executor = CommandExecutor(engine, relay.relay.wake.set if relay else None)
+        notifier = (
+            outbox.CommitNotifier(settings.database_url, stop)
+            if engine.dialect.name == "postgresql"
+            else None
+        )
+        wake = notifier.wake if notifier else relay.relay.wake.set if relay else None
+        executor = CommandExecutor(engine, wake)
 
         def healthy() -> tuple[bool, str]:
             problem = relay.problem() if relay else None
@@ -222,10 +236,13 @@ def _run_worker(settings: Settings, options: ServeOptions, sock: socket.socket) 
 
         @asynccontextmanager
         async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+            to_thread.current_default_thread_limiter().total_tokens = REQUEST_THREADS
             purger = threading.Thread(
                 target=_purge_keys, args=(engine, stop), name="key-purge", daemon=True
             )
             purger.start()
+            if notifier is not None:
+                threading.Thread(target=notifier.run, name="outbox-notify", daemon=True).start()
             if relay is not None:
                 relay.thread.start()
             log.info(

@@ -135,6 +135,43 @@ def test_health_metrics_and_docs(shop: Shop) -> None:
     assert "shopstream_outbox_relay_lag_seconds_bucket" in metrics
 
 
+def test_metrics_of_several_workers_are_summed(
+    stack: StackEndpoints, used_names: list[str], tmp_path: Path
+) -> None:
+    """``serve --workers 2``: whichever worker answers the scrape, /metrics counts the
+    requests of both (40 requests on fresh connections land on both workers)."""
+    if not stack.postgres_url:
+        pytest.skip("--workers needs PostgreSQL (set TEST_POSTGRES_URL)")
+    prefix = f"t-svc-workers-{uuid.uuid4().hex[:8]}-"
+    used_names.append(prefix)
+    database = f"test_{uuid.uuid4().hex[:12]}"
+    url = create_postgres_database(stack.postgres_url, database)
+    settings = Settings.load(
+        kafka_bootstrap_servers=stack.bootstrap_servers,
+        schema_registry_url=stack.registry_url,
+        database_url=url,
+        shopstream_topic_prefix=prefix,
+    )
+    create_project_topics(settings, partitions=3)
+    env = service_env(settings)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    service = ServiceProcess(env, tmp_path / "serve.log", args=["--workers", "2"])
+    try:
+        service.start()
+        for _ in range(40):
+            assert httpx.get(f"{service.url}/products", timeout=30).status_code == 200
+        counted = 'shopstream_http_requests_total{method="GET",route="/products",status="200"}'
+        for _ in range(10):
+            lines = httpx.get(f"{service.url}/metrics", timeout=30).text.splitlines()
+            assert f"{counted} 40.0" in lines, [line for line in lines if counted in line]
+        assert service.terminate() == 0, service.log_text()[-2000:]
+        pids = {line for line in service.log_text().splitlines() if '"event": "serving"' in line}
+        assert len(pids) == 2
+    finally:
+        service.kill9()
+        drop_postgres_database(stack.postgres_url, database)
+
+
 # -- products ------------------------------------------------------------------------
 
 

@@ -128,10 +128,9 @@ def dead_letters(settings: Settings) -> list[DeadLetterRecord]:
     records = []
     for topic in (CART_TOPIC, ORDER_TOPIC):
         for message in read_all(settings, dlq_topic(settings.topic(topic))):
-            headers = {
-                k: (v.decode() if isinstance(v, bytes) else v or "")
-                for k, v in (message.headers() or [])
-            }
+            raw = message.headers() or []
+            pairs = raw.items() if isinstance(raw, dict) else raw
+            headers = {k: (v.decode() if isinstance(v, bytes) else v or "") for k, v in pairs}
             records.append(
                 DeadLetterRecord(
                     group=headers[dlq_writer.GROUP],

@@ -82,11 +82,7 @@ def refuse_customers(events: Sequence[DomainEvent], every: int) -> list[DomainEv
     for event in events:
         customer = getattr(event, "customer_id", None)
         refused = customer is not None and order.setdefault(customer, len(order)) % every == 0
-        renamed.append(
-            dataclasses.replace(event, customer_id=REFUSED_CUSTOMER)  # type: ignore[type-var]
-            if refused
-            else event
-        )
+        renamed.append(_with_customer(event, REFUSED_CUSTOMER) if refused else event)
     return renamed
 
 
@@ -96,4 +92,10 @@ def unvalidated(event: DomainEvent, **changes: Any) -> DomainEvent:
     changed = copy.copy(event)
     for name, value in changes.items():
         object.__setattr__(changed, name, value)
+    return changed
+
+
+def _with_customer(event: DomainEvent, customer_id: str) -> DomainEvent:
+    """``event`` (one with a ``customer_id``) for another customer."""
+    changed: DomainEvent = dataclasses.replace(event, customer_id=customer_id)  # type: ignore[arg-type]
     return changed

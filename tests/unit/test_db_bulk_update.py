@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import DataError
 
 from consumers.projections.order_state import orders
 from shopstream.db.bulk import insert_rows, update_rows
@@ -82,3 +83,36 @@ def test_a_column_that_is_null_in_every_row(engine: Engine) -> None:
     with engine.connect() as connection:
         row = connection.execute(select(orders.c.carrier, orders.c.shipped_at)).one()
     assert tuple(row) == (None, None)
+
+
+def test_text_of_any_character_and_exact_values_arrive_unchanged(engine: Engine) -> None:
+    with engine.begin() as connection:
+        insert_rows(connection, orders, [order("a")])
+    reason = "quote \" backslash \\ comma , brace {} apostrophe ' unicode é ✓"
+    at = datetime(2026, 5, 6, 7, 8, 9, 1000, tzinfo=UTC)
+    changed = order("a", cancel_reason=reason, amount_paid=Decimal("9999999999.99"), paid_at=at)
+    with engine.begin() as connection:
+        columns = ("cancel_reason", "amount_paid", "paid_at")
+        update_rows(connection, orders, "order_id", columns, [changed])
+    with engine.connect() as connection:
+        row = connection.execute(
+            select(orders.c.cancel_reason, orders.c.amount_paid, orders.c.paid_at)
+        ).one()
+    assert tuple(row) == (reason, Decimal("9999999999.99"), at)
+
+
+def test_a_value_the_column_cannot_hold_is_refused_as_an_insert_would_be(
+    engine: Engine, database_url: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite does not enforce VARCHAR lengths")
+    with engine.begin() as connection:
+        insert_rows(connection, orders, [order("a")])
+    with pytest.raises(DataError), engine.begin() as connection:
+        update_rows(
+            connection,
+            orders,
+            "order_id",
+            ("cancel_reason",),
+            [order("a", cancel_reason="x" * 501)],
+        )

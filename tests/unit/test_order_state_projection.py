@@ -229,3 +229,22 @@ def test_committed_rows_keep_the_most_recently_used() -> None:
     rows.keep([("e", 5)])
     rows.clear()
     assert len(rows) == 0
+
+
+def test_a_refused_piece_gives_back_the_rows_it_took(engine: Engine) -> None:
+    """The piece is rolled back to its savepoint, so the rows it took are still as
+    committed: they go back to the remembered rows, not to be loaded again."""
+    install_refusal_trigger(engine, "orders")
+    projection = OrderStateProjection()
+    projection.begin()
+    with engine.begin() as connection:
+        projection.apply(connection, envelopes(created("o-1")))
+    projection.committed()
+    set_status_behind_its_back(engine, "o-1", "CANCELLED")  # shows where o-1 is read from
+    refused = replace(created("o-2"), customer_id=REFUSED_CUSTOMER)
+    projection.begin()
+    with engine.begin() as connection:
+        with pytest.raises(IntegrityError), connection.begin_nested():
+            projection.apply(connection, envelopes(paid("o-1"), refused))
+        assert projection.apply(connection, envelopes(paid("o-1"))) == []  # remembered
+    projection.committed()
