@@ -42,9 +42,9 @@ class OrderRow:
     lines: list[dict[str, Any]] = field(default_factory=list)
 
     def copy(self) -> OrderRow:
-        """A copy to change, the row as committed staying as it is (rows remembered
-        between batches carry no lines and are neither new nor dirty)."""
-        return OrderRow(dict(self.values), self.status, self.is_new)
+        """A copy to change, the row as the database holds it staying as it is (such
+        rows carry no lines and are neither new nor dirty)."""
+        return OrderRow(dict(self.values), self.status, is_new=False)
 
 
 orders: Table = Order.__table__  # type: ignore[assignment]
@@ -69,18 +69,14 @@ class OrderStateProjection(Projection):
     def __init__(self, cached_orders: int = CACHED_ORDERS) -> None:
         self._known: CommittedRows[OrderRow] = CommittedRows(cached_orders)
         self._unconfirmed: dict[str, OrderRow] = {}
-        """The rows of the batch's applied pieces, until its transaction is known to
-        have committed (a piece refused and rolled back adds none: its rows are
-        loaded again by the next piece that needs them)."""
+        """The rows as the batch's applied pieces left them, until its transaction is
+        known to have committed: a later piece of the batch starts from them."""
 
     def begin(self) -> None:
         self._unconfirmed = {}  # never confirmed: those rows are not remembered
 
     def committed(self) -> None:
         rows, self._unconfirmed = self._unconfirmed, {}
-        for row in rows.values():
-            row.is_new = row.dirty = False
-            row.lines = []
         self._known.keep((key, row) for key, row in rows.items() if row.status not in FINAL)
 
     def discard(self) -> None:
@@ -88,11 +84,20 @@ class OrderStateProjection(Projection):
         self._known.clear()
 
     def apply(self, connection: Connection, batch: Sequence[Envelope]) -> list[Rejection]:
+        """Apply one piece of the batch begun last (the whole batch, or part of it).
+
+        It works on copies of its rows, taken from those an earlier piece of the batch
+        left, else the remembered ones, else loaded; when the database refuses the piece
+        (rolled back to its savepoint by the caller), its rows go back as they were, so
+        the next piece need not load them again."""
         keys = {env.event.key for env in batch}
-        known = self._known.take(keys)
-        if len(known) < len(keys):
-            known.update(self._load(connection, keys - known.keys()))
-        rows = {key: row.copy() for key, row in known.items()}
+        unconfirmed = self._unconfirmed
+        earlier = {key: row for key in keys if (row := unconfirmed.pop(key, None)) is not None}
+        known = self._known.take(keys - earlier.keys()) if len(earlier) < len(keys) else {}
+        missing = keys - earlier.keys() - known.keys()
+        if missing:
+            known.update(self._load(connection, missing))
+        rows = {key: row.copy() for key, row in (earlier | known).items()}
         history: list[dict[str, Any]] = []
         rejections: list[Rejection] = []
         try:
@@ -103,12 +108,13 @@ class OrderStateProjection(Projection):
                     rejections.append(Rejection(env, refused.reason, refused.detail))
             self._write(connection, rows, history)
         except BaseException:
-            # The caller rolls this piece back to its savepoint: the rows it took or
-            # loaded are as they were (a piece before it in the batch would have
-            # taken them), so the next piece need not load them again.
+            unconfirmed.update(earlier)
             self._known.keep((key, row) for key, row in known.items() if row.status not in FINAL)
             raise
-        self._unconfirmed.update(rows)  # a later piece's copy of a row is the newer one
+        for row in rows.values():  # now as the database holds them in this transaction
+            row.is_new = row.dirty = False
+            row.lines = []
+        unconfirmed.update(rows)
         return rejections
 
     def _load(self, connection: Connection, order_ids: set[str]) -> dict[str, OrderRow]:

@@ -248,3 +248,19 @@ def test_a_refused_piece_gives_back_the_rows_it_took(engine: Engine) -> None:
             projection.apply(connection, envelopes(paid("o-1"), refused))
         assert projection.apply(connection, envelopes(paid("o-1"))) == []  # remembered
     projection.committed()
+
+
+def test_a_later_piece_of_a_batch_starts_from_the_rows_an_earlier_one_left(
+    engine: Engine,
+) -> None:
+    projection = OrderStateProjection()
+    projection.begin()
+    with engine.begin() as connection:
+        projection.apply(connection, envelopes(created("o-1")))
+        # behind its back, in the same transaction: shows where o-1 is read from
+        connection.execute(
+            update(orders).where(orders.c.order_id == "o-1").values(status="CANCELLED")
+        )
+        assert projection.apply(connection, envelopes(paid("o-1"))) == []  # not reloaded
+        assert projection.apply(connection, envelopes(paid("o-1"))) != []  # already paid
+    projection.committed()
