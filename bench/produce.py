@@ -11,21 +11,25 @@ every event is acknowledged (flush):
                 own cost: routing, counting, delivery reports, BufferError handling);
 - ours, events: ``EventProducer.send`` of the typed events (Avro encoding included).
 
-Then ``shopstream simulate`` itself (the CLI, as a subprocess: simulation, encoding,
-producing, progress bar) on fresh topics: the events/s its summary prints, and the
-simulator alone (the same events, generated without encoding or Kafka).
+Then ``shopstream simulate --seed 7 --orders 30000 --customers 20000`` itself (the CLI, as
+a subprocess: simulation, encoding, producing, progress bar) on fresh topics: the events/s
+its summary prints, and the simulator alone (the same events, generated without encoding
+or Kafka).
 
-Needs the stack (KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL). Prints events/s of
-each (best of --repeat) and the ratios to raw. 2 shared cores: absolute figures move
-with the machine's load; trust the ratios within one run.
+Needs the stack (KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL). The three producer paths
+run interleaved, one round after the other, and each ratio is taken within its round;
+every figure is the median of --repeat rounds with the range. 2 shared cores: absolute
+figures move with the machine's load; trust the ratios within one run.
 
-    python bench/produce.py [--events 200000] [--repeat 3] [--simulate-orders 20000]
+    python bench/produce.py [--events 200000] [--repeat 3] [--simulate-orders 30000]
+                            [--simulate-customers 20000]
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -137,7 +141,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--simulate-orders", type=int, default=20_000)
+    parser.add_argument("--simulate-orders", type=int, default=30_000)
+    parser.add_argument("--simulate-customers", type=int, default=20_000)
     args = parser.parse_args()
 
     settings = Settings.load()
@@ -158,28 +163,39 @@ def main() -> None:
                 ours_run, settings, prefix, sending_events(events[:WARM_UP]), sending_events(events)
             ),
         }
-        timings = {name: float("inf") for name in runs}
+        rounds: list[dict[str, float]] = []
         for _ in range(args.repeat):  # interleaved, so load changes hit all three alike
-            for name, run in runs.items():
-                timings[name] = min(timings[name], run())
+            rounds.append({name: len(events) / run() for name, run in runs.items()})
     finally:
         delete_prefixed_data(Settings.load(shopstream_topic_prefix=prefix))
-    report(len(events), timings)
-    simulate = max(simulate_cli(settings, args.simulate_orders) for _ in range(args.repeat))
-    alone = max(simulator_alone(args.simulate_orders) for _ in range(args.repeat))
+    report(len(events), rounds)
+    orders, customers = args.simulate_orders, args.simulate_customers
+    simulate = [simulate_cli(settings, orders, customers) for _ in range(args.repeat)]
+    alone = [simulator_alone(orders, customers) for _ in range(args.repeat)]
     print(
-        f"shopstream simulate --orders {args.simulate_orders:,}: {simulate:,.0f} events/s "
-        f"(target >= {TARGET_SIMULATE:,}); the simulator alone: {alone:,.0f} events/s"
+        f"shopstream simulate --seed 7 --orders {orders:,} --customers {customers:,}: "
+        f"{spread(simulate)} events/s (target >= {TARGET_SIMULATE:,}); "
+        f"the simulator alone: {spread(alone)} events/s"
     )
 
 
-def simulate_cli(settings: Settings, orders: int) -> float:
+def spread(values: Sequence[float], digits: int = 0) -> str:
+    """``median (low-high)`` of ``values``."""
+    fmt = f",.{digits}f"
+    return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
+
+
+def simulate_cli(settings: Settings, orders: int, customers: int) -> float:
     """Events/s that ``shopstream simulate`` reports, on fresh topics."""
     prefix = f"bench-{uuid.uuid4().hex[:8]}-"
     create_topics(settings, prefix)
     try:
         done = subprocess.run(
-            [*SIMULATE, "--orders", str(orders), "--seed", "7", "--topic-prefix", prefix],
+            [
+                *SIMULATE,
+                *("--seed", "7", "--orders", str(orders), "--customers", str(customers)),
+                *("--topic-prefix", prefix),
+            ],
             capture_output=True,
             text=True,
             check=True,
@@ -193,26 +209,30 @@ def simulate_cli(settings: Settings, orders: int) -> float:
     return float(found.group(1).replace(",", ""))
 
 
-def simulator_alone(orders: int) -> float:
+def simulator_alone(orders: int, customers: int) -> float:
     """Events/s of the simulator generating ``simulate``'s events, nothing else."""
+    config = SimulationConfig(customers=customers, orders=orders, seed=7)
     started = time.perf_counter()
-    count = sum(
-        1 for _ in Simulator(SimulationConfig(customers=50, orders=orders, seed=7)).events()
-    )
+    count = sum(1 for _ in Simulator(config).events())
     return count / (time.perf_counter() - started)
 
 
-def report(count: int, timings: dict[str, float]) -> None:
-    rates = {name: count / seconds for name, seconds in timings.items()}
-    print(f"{count:,} events, {PARTITIONS} partitions, best of runs (send until all acked)")
-    for name, rate in rates.items():
-        print(f"  {name:13s} {rate:10,.0f} events/s  ({timings[name] / count * 1e6:.2f} us/event)")
-    raw = rates["raw"]
-    bytes_ratio = rates["ours, bytes"] / raw
-    events_ratio = rates["ours, events"] / raw
-    print(f"ratio ours (pre-encoded bytes) / raw: {bytes_ratio:.2f}  (target >= {TARGET_RATIO})")
+def report(count: int, rounds: Sequence[dict[str, float]]) -> None:
+    """Events/s of each path and the ratios to raw: median (range) over the rounds."""
     print(
-        f"ratio ours (typed events, Avro encoding included) / raw: {events_ratio:.2f}  "
+        f"{count:,} events, {PARTITIONS} partitions, median (range) of {len(rounds)} "
+        "interleaved rounds (send until all acked)"
+    )
+    for name in rounds[0]:
+        print(f"  {name:13s} {spread([r[name] for r in rounds]):>32s} events/s")
+    bytes_ratios = [r["ours, bytes"] / r["raw"] for r in rounds]
+    events_ratios = [r["ours, events"] / r["raw"] for r in rounds]
+    print(
+        f"ratio ours (pre-encoded bytes) / raw: {spread(bytes_ratios, 2)}  "
+        f"(target >= {TARGET_RATIO})"
+    )
+    print(
+        f"ratio ours (typed events, Avro encoding included) / raw: {spread(events_ratios, 2)}  "
         f"(target >= {TARGET_TYPED_RATIO})"
     )
 

@@ -6,7 +6,10 @@ keyed by their aggregate id (``cart_id``, ``order_id``), so every cart's and eve
 order's events land on one partition, in the order they were sent; the idempotent
 producer keeps that order across retries.
 
-Delivery reports are counted, not printed: :meth:`EventProducer.close` flushes and
+Each event is encoded by its type's :class:`~shopstream.serde.EventWriter` (a compiled
+Avro encoder and the prebuilt framing, topic and header) straight into ``produce``.
+Delivery reports are counted, not printed, served every :data:`POLL_EVERY` sends (and
+while waiting for room or closing): :meth:`EventProducer.close` flushes and
 returns a :class:`DeliveryReport` saying how many events were delivered, which ones
 failed and why, and how many were still queued when the timeout ran out. A failure
 is never silent: :meth:`DeliveryReport.raise_if_failed` turns it into
@@ -40,6 +43,9 @@ from shopstream.serde import EncodedEvent, EventSerializer, make_registry_client
 DEFAULT_CLOSE_TIMEOUT_S = 60.0
 BUFFER_FULL_POLL_S = 0.05
 PURGE_REPORTS_S = 1.0
+POLL_EVERY = 1_000
+"""Sends between two ``poll(0)`` calls serving delivery reports (polling after every
+send costs about a microsecond each; librdkafka keeps the reports until polled)."""
 STILL_QUEUED = "still queued when the producer closed (timeout)"
 _PURGED = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
 
@@ -78,7 +84,6 @@ class DeliveryReport:
     """Events the broker acknowledged (acks=all)."""
     failures: Mapping[str, int] = field(default_factory=dict)
     """Failed events by reason (``NAME: description``), including still-queued ones."""
-    sent_by_type: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def failed(self) -> int:
@@ -130,6 +135,10 @@ _PROTECTED_CONFIG = frozenset({"enable.idempotence", "acks"})
 _Headers = list[tuple[str, str | bytes | None]]
 
 
+_Message = tuple[str, bytes, bytes, list[tuple[str, bytes]]]
+"""topic, value, key and headers of one ``Producer.produce``."""
+
+
 class EventProducer:
     """Encode typed events and produce them keyed by aggregate id.
 
@@ -160,8 +169,8 @@ class EventProducer:
         self._producer: Producer | None = None
         self._report: DeliveryReport | None = None
         self._sent = 0
+        self._unpolled = 0
         self._delivered = 0
-        self._sent_by_type: Counter[str] = Counter()
         self._failures: Counter[str] = Counter()
         self._locations: dict[str, SentEvent] = {}
         self._failed_ids: dict[str, str] = {}
@@ -262,7 +271,15 @@ class EventProducer:
 
     def send(self, event: DomainEvent) -> None:
         """Encode ``event`` and hand it to Kafka, keyed by its aggregate id."""
-        self.send_encoded(self._serializer.encode(event), event.event_id)
+        writer = self._serializer.writer(event.event_type)
+        self._send(
+            writer.topic,
+            writer.encode_value(event),
+            writer.key_of(event).encode(),
+            writer.headers,
+            writer.event_type,
+            event.event_id,
+        )
 
     def send_all(self, events: Iterable[DomainEvent]) -> int:
         """Send every event; returns how many were handed over."""
@@ -274,50 +291,77 @@ class EventProducer:
 
     def send_encoded(self, encoded: EncodedEvent, event_id: str = "") -> None:
         """Produce pre-encoded bytes (from :attr:`serializer`), polling for reports."""
+        self._send(
+            encoded.topic,
+            encoded.value,
+            encoded.key,
+            encoded.headers,
+            encoded.event_type,
+            event_id,
+        )
+
+    def _send(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes,
+        headers: list[tuple[str, bytes]],
+        event_type: str,
+        event_id: str,
+    ) -> None:
         producer = self._producer
         if producer is None:
             raise ShopstreamError("the producer is not started (call start() first)")
         try:
-            self._produce(producer, encoded, event_id)
+            if self._track_offsets:
+                self._produce(producer, (topic, value, key, headers), event_type, event_id)
+            else:  # the common case, inlined
+                producer.produce(topic, value, key, headers=cast(_Headers, headers))
         except BufferError:
-            if not self._produce_when_room(producer, encoded, event_id):
+            message = (topic, value, key, headers)
+            if not self._produce_when_room(producer, message, event_type, event_id):
                 return
         except KafkaException as exc:
-            self._refused(encoded, event_id, exc)
+            self._refused(event_id, exc)
             return
         self._sent += 1
-        self._sent_by_type[encoded.event_type] += 1
-        producer.poll(0)
+        self._unpolled += 1
+        if self._unpolled >= POLL_EVERY:
+            self._unpolled = 0
+            producer.poll(0)
 
-    def _produce(self, producer: Producer, encoded: EncodedEvent, event_id: str) -> None:
-        headers = cast(_Headers, encoded.headers)
+    def _produce(
+        self, producer: Producer, message: _Message, event_type: str, event_id: str
+    ) -> None:
+        topic, value, key, headers = message
         if not self._track_offsets:
-            producer.produce(encoded.topic, encoded.value, encoded.key, headers=headers)
+            producer.produce(topic, value, key, headers=cast(_Headers, headers))
             return
-        on_delivery = partial(self._on_tracked_delivery, event_id, encoded.event_type)
+        on_delivery = partial(self._on_tracked_delivery, event_id, event_type)
         producer.produce(
-            encoded.topic, encoded.value, encoded.key, headers=headers, on_delivery=on_delivery
+            topic, value, key, headers=cast(_Headers, headers), on_delivery=on_delivery
         )
 
-    def _produce_when_room(self, producer: Producer, encoded: EncodedEvent, event_id: str) -> bool:
+    def _produce_when_room(
+        self, producer: Producer, message: _Message, event_type: str, event_id: str
+    ) -> bool:
         """The local queue is full: serve delivery reports until the event fits."""
         while True:
             producer.poll(BUFFER_FULL_POLL_S)
             try:
-                self._produce(producer, encoded, event_id)
+                self._produce(producer, message, event_type, event_id)
                 return True
             except BufferError:
                 continue
             except KafkaException as exc:
-                self._refused(encoded, event_id, exc)
+                self._refused(event_id, exc)
                 return False
 
-    def _refused(self, encoded: EncodedEvent, event_id: str, exc: KafkaException) -> None:
+    def _refused(self, event_id: str, exc: KafkaException) -> None:
         """produce() itself refused the message: count it as sent and failed."""
         error = exc.args[0] if exc.args else None
         reason = describe_kafka_error(error) if isinstance(error, KafkaError) else str(exc)
         self._sent += 1
-        self._sent_by_type[encoded.event_type] += 1
         self._failures[reason] += 1
         if self._track_offsets:
             self._failed_ids[event_id] = reason
@@ -351,7 +395,6 @@ class EventProducer:
             sent=self._sent,
             delivered=self._delivered,
             failures=dict(self._failures),
-            sent_by_type=dict(self._sent_by_type),
         )
 
     def _on_delivery(self, error: KafkaError | None, _message: Message) -> None:

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, cast
 
 from shopstream.domain import limits
 from shopstream.errors import ShopstreamError
@@ -67,7 +67,12 @@ def time_ordered_uuid(unix_ms: int, random_bits: int) -> str:
     rand_a = (random_bits >> _UUID7_RANDOM_B) & ((1 << _UUID7_RANDOM_A) - 1)
     rand_b = random_bits & ((1 << _UUID7_RANDOM_B) - 1)
     value = (unix_ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b
-    digits = f"{value:032x}"  # str(uuid.UUID(int=value)), without building the UUID
+    return uuid_text(value)
+
+
+def uuid_text(value: int) -> str:
+    """``str(uuid.UUID(int=value))``, without building the UUID."""
+    digits = f"{value:032x}"
     return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
@@ -85,7 +90,19 @@ def to_millis(moment: datetime) -> datetime:
     return moment if micro % 1000 == 0 else moment.replace(microsecond=micro - micro % 1000)
 
 
+_MAX_TEXT = {name: limit.max_length for name, limit in limits.TEXT_FIELDS.items()}
+
+
 def _check_text(event: str, name: str, value: object) -> None:
+    max_length = _MAX_TEXT.get(name)
+    if (  # the common case, decided cheaply: only when limits.text_problem finds none
+        max_length is not None
+        and type(value) is str
+        and 0 < len(value) <= max_length
+        and value.isprintable()
+        and not value.isspace()
+    ):
+        return
     problem = limits.text_problem(name, value)
     if problem is not None:
         raise EventValidationError(event, name, problem)
@@ -106,6 +123,8 @@ def _uuid(event: str, name: str, value: object) -> str:
 
 
 def _check_quantity(event: str, name: str, value: object) -> None:
+    if type(value) is int and 1 <= value <= limits.MAX_QUANTITY:
+        return
     problem = limits.quantity_problem(value)
     if problem is not None:
         raise EventValidationError(event, name, problem)
@@ -113,6 +132,13 @@ def _check_quantity(event: str, name: str, value: object) -> None:
 
 def _money(event: str, name: str, value: object) -> Decimal:
     """``value`` checked as decimal(12, 2) money and normalized to exactly 2 decimals."""
+    if (  # already normalized (exactly 2 decimals, not -0.00) and in range: kept as is
+        type(value) is Decimal
+        and value.same_quantum(limits.CENT)
+        and not value.is_signed()
+        and value <= limits.MAX_MONEY
+    ):
+        return value
     problem = limits.money_problem(value)
     if problem is not None or not isinstance(value, Decimal):
         raise EventValidationError(event, name, problem or "must be a decimal amount")
@@ -120,19 +146,31 @@ def _money(event: str, name: str, value: object) -> Decimal:
 
 
 def _check_line_amount(event: str, name: str, quantity: int, unit_price: Decimal) -> None:
+    if unit_price * quantity <= limits.MAX_MONEY:
+        return
     problem = limits.line_amount_problem(quantity, unit_price)
     if problem is not None:
         raise EventValidationError(event, name, problem)
 
 
 def _set_money(event: Event, name: str) -> None:
-    object.__setattr__(event, name, _money(event.event_type, name, getattr(event, name)))
+    value = getattr(event, name)
+    money = _money(event.event_type, name, value)
+    if money is not value:
+        object.__setattr__(event, name, money)
+
+
+_CURRENCIES_SEEN: set[str] = set()
+"""Currency codes found valid (at most 26**3), so each is checked once."""
 
 
 def _check_currency(event: str, value: object) -> None:
+    if type(value) is str and value in _CURRENCIES_SEEN:
+        return
     problem = limits.currency_problem(value)
     if problem is not None:
         raise EventValidationError(event, "currency", problem)
+    _CURRENCIES_SEEN.add(cast(str, value))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -147,9 +185,21 @@ class Event:
     correlation_id: str | None = None
 
     def __post_init__(self) -> None:
-        event_id = _uuid(self.event_type, "event_id", self.event_id)
-        if event_id is not self.event_id:
-            object.__setattr__(self, "event_id", event_id)
+        event_id = self.event_id
+        if type(event_id) is not str or not _CANONICAL_UUID.fullmatch(event_id):
+            object.__setattr__(self, "event_id", _uuid(self.event_type, "event_id", event_id))
+        occurred_at = self.occurred_at  # UTC, whole milliseconds: what to_millis keeps as is
+        if (
+            type(occurred_at) is not datetime
+            or occurred_at.tzinfo is not UTC
+            or occurred_at.microsecond % 1000
+        ):
+            self._normalize_occurred_at()
+        if self.correlation_id is not None:
+            _check_text(self.event_type, "correlation_id", self.correlation_id)
+        self.validate()
+
+    def _normalize_occurred_at(self) -> None:
         if not isinstance(self.occurred_at, datetime):
             raise EventValidationError(self.event_type, "occurred_at", "must be a timestamp")
         try:

@@ -83,9 +83,10 @@ def until(
 class _Tally:
     """Counts by type, invalid ones, and drives the progress bar."""
 
-    def __init__(self, progress: Progress, limits: RunLimits) -> None:
+    def __init__(self, progress: Progress, limits: RunLimits, *, injects_invalid: bool) -> None:
         self.by_type: Counter[str] = Counter()
         self.invalid = 0
+        self._injects_invalid = injects_invalid
         self._progress = progress
         self._limits = limits
         self._unreported = 0
@@ -96,7 +97,7 @@ class _Tally:
 
     def count(self, event: DomainEvent) -> None:
         self.by_type[event.event_type] += 1
-        if invalid_kind(event) is not None:
+        if self._injects_invalid and invalid_kind(event) is not None:
             self.invalid += 1
         self._unreported += 1
         if self._unreported >= PROGRESS_EVERY:
@@ -290,7 +291,7 @@ def _run(
     events = paced(until(simulator.events(), limits.duration_s), limits.rate, wait)
     interrupted = False
     with progress_bar() as progress:
-        tally = _Tally(progress, limits)
+        tally = _Tally(progress, limits, injects_invalid=simulator.config.invalid_rate > 0)
         try:
             for event in events:
                 _emit(event, producer, sink)

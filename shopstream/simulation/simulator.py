@@ -33,7 +33,7 @@ from __future__ import annotations
 import heapq
 import json
 import random
-import uuid
+from bisect import bisect
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +43,7 @@ from enum import StrEnum
 from functools import cache, partial
 from itertools import accumulate, count
 from pathlib import Path
+from typing import TypeVar
 
 from shopstream.errors import UsageError
 from shopstream.events import (
@@ -57,6 +58,7 @@ from shopstream.events import (
     OrderPaid,
     OrderShipped,
     time_ordered_uuid,
+    uuid_text,
 )
 
 CATALOG_PATH = Path(__file__).with_name("catalog.json")
@@ -73,6 +75,8 @@ PAID_CANCEL_REASONS = ("customer-request", "fraud-check-failed")
 CONFIRMED_CANCEL_REASONS = ("out-of-stock", "customer-request")
 QUANTITIES = (1, 2, 3)
 QUANTITY_WEIGHTS = (80, 15, 5)
+_QUANTITY_CUM_WEIGHTS = tuple(accumulate(QUANTITY_WEIGHTS))
+_T = TypeVar("_T")
 
 
 class InvalidKind(StrEnum):
@@ -130,7 +134,14 @@ class ProductCatalog:
 
     def pick(self, rng: random.Random) -> Product:
         """A product, popular ones more often."""
-        return rng.choices(self.products, cum_weights=self.cum_weights)[0]
+        return _weighted(self.products, self.cum_weights, rng)
+
+
+def _weighted(population: Sequence[_T], cum_weights: Sequence[float], rng: random.Random) -> _T:
+    """``rng.choices(population, cum_weights=cum_weights)[0]``: the same draw from the
+    same generator state, without building the list."""
+    total = cum_weights[-1] + 0.0
+    return population[bisect(cum_weights, rng.random() * total, 0, len(population) - 1)]
 
 
 @cache
@@ -249,8 +260,14 @@ class _Order:
 Action = Callable[[], list[DomainEvent]]
 
 
+_UUID4_CLEARED = ~(0xC000 << 48 | 0xF000 << 64)
+_UUID4_SET = 0x8000 << 48 | 4 << 76
+"""The variant and version bits ``uuid.UUID(int=..., version=4)`` clears and sets."""
+
+
 def _new_uuid(rng: random.Random) -> str:
-    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    """``str(uuid.UUID(int=rng.getrandbits(128), version=4))``, without the UUID object."""
+    return uuid_text(rng.getrandbits(128) & _UUID4_CLEARED | _UUID4_SET)
 
 
 class _Shop:
@@ -277,13 +294,12 @@ class _Shop:
     def run(self) -> Iterator[DomainEvent]:
         for index in range(self._config.customers):
             self._schedule_visit(f"customer-{index + 1:05d}")
-        while self._queue:
-            self._clock_ms, _, action = heapq.heappop(self._queue)
+        queue, invalid_rate = self._queue, self._config.invalid_rate
+        while queue:
+            self._clock_ms, _, action = heapq.heappop(queue)
             for event in action():
                 yield event
-                if self._config.invalid_rate and (
-                    self._invalid_rng.random() < self._config.invalid_rate
-                ):
+                if invalid_rate and self._invalid_rng.random() < invalid_rate:
                     yield self._invalid_event()
 
     # -- time and randomness ---------------------------------------------------
@@ -345,7 +361,7 @@ class _Shop:
 
     def _add_item(self, cart: _Cart) -> CartItemAdded:
         product = self._catalog.pick(self._rng)
-        quantity = self._rng.choices(QUANTITIES, weights=QUANTITY_WEIGHTS)[0]
+        quantity = _weighted(QUANTITIES, _QUANTITY_CUM_WEIGHTS, self._rng)
         cart.items[product.sku] = cart.items.get(product.sku, 0) + quantity
         cart.prices[product.sku] = product.price
         return CartItemAdded(
