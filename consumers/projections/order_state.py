@@ -77,6 +77,10 @@ class OrderStateProjection(Projection):
 
     def committed(self) -> None:
         rows, self._unconfirmed = self._unconfirmed, {}
+        self._remember(rows)
+
+    def _remember(self, rows: dict[str, OrderRow]) -> None:
+        """Keep ``rows`` (as the database holds them) for later batches, open ones only."""
         self._known.keep((key, row) for key, row in rows.items() if row.status not in FINAL)
 
     def discard(self) -> None:
@@ -93,7 +97,7 @@ class OrderStateProjection(Projection):
         keys = {env.event.key for env in batch}
         unconfirmed = self._unconfirmed
         earlier = {key: row for key in keys if (row := unconfirmed.pop(key, None)) is not None}
-        known = self._known.take(keys - earlier.keys()) if len(earlier) < len(keys) else {}
+        known = self._known.take(keys - earlier.keys())
         missing = keys - earlier.keys() - known.keys()
         if missing:
             known.update(self._load(connection, missing))
@@ -109,7 +113,7 @@ class OrderStateProjection(Projection):
             self._write(connection, rows, history)
         except BaseException:
             unconfirmed.update(earlier)
-            self._known.keep((key, row) for key, row in known.items() if row.status not in FINAL)
+            self._remember(known)
             raise
         for row in rows.values():  # now as the database holds them in this transaction
             row.is_new = row.dirty = False
