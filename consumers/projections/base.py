@@ -54,6 +54,11 @@ class Projection(ABC):
     topic: str
     tables: tuple[Table, ...]
     """The tables this group owns (emptied by a rebuild), children first."""
+    independent_keys: bool = False
+    """Events of different keys (``event.key``) never read or write the same rows, so
+    applying them in another order across keys (each key's own events still in order)
+    leaves the same tables. The runtime then cuts a batch into pieces by key rather
+    than by position (:class:`~consumers.runtime.db_refusals.RefusalIsolator`)."""
 
     @abstractmethod
     def apply(self, connection: Connection, batch: Sequence[Envelope]) -> list[Rejection]:

@@ -65,18 +65,24 @@ class OrderStateProjection(Projection):
     group_id = ORDER_STATE.name
     topic = ORDER_STATE.topic
     tables = (order_status_history, order_lines, orders)
+    independent_keys = True  # an order's rows change only with that order's events
 
     def __init__(self, cached_orders: int = CACHED_ORDERS) -> None:
         self._known: CommittedRows[OrderRow] = CommittedRows(cached_orders)
         self._unconfirmed: dict[str, OrderRow] = {}
         """The rows as the batch's applied pieces left them, until its transaction is
         known to have committed: a later piece of the batch starts from them."""
+        self._absent: set[str] = set()
+        """Orders the batch's transaction looked for and did not find (a piece that
+        creates one leaves it in :attr:`_unconfirmed`, which is looked at first)."""
 
     def begin(self) -> None:
         self._unconfirmed = {}  # never confirmed: those rows are not remembered
+        self._absent = set()
 
     def committed(self) -> None:
         rows, self._unconfirmed = self._unconfirmed, {}
+        self._absent = set()
         self._remember(rows)
 
     def _remember(self, rows: dict[str, OrderRow]) -> None:
@@ -85,22 +91,26 @@ class OrderStateProjection(Projection):
 
     def discard(self) -> None:
         self._unconfirmed = {}
+        self._absent = set()
         self._known.clear()
 
     def apply(self, connection: Connection, batch: Sequence[Envelope]) -> list[Rejection]:
         """Apply one piece of the batch begun last (the whole batch, or part of it).
 
         It works on copies of its rows, taken from those an earlier piece of the batch
-        left, else the remembered ones, else loaded; when the database refuses the piece
-        (rolled back to its savepoint by the caller), its rows go back as they were, so
-        the next piece need not load them again."""
+        left, else the remembered ones, else loaded (orders a piece found missing are
+        not looked for again); when the database refuses the piece (rolled back to its
+        savepoint by the caller), its rows go back as they were, so the next piece need
+        not load them again."""
         keys = {env.event.key for env in batch}
         unconfirmed = self._unconfirmed
         earlier = {key: row for key in keys if (row := unconfirmed.pop(key, None)) is not None}
         known = self._known.take(keys - earlier.keys())
-        missing = keys - earlier.keys() - known.keys()
+        missing = keys - earlier.keys() - known.keys() - self._absent
         if missing:
-            known.update(self._load(connection, missing))
+            loaded = self._load(connection, missing)
+            known.update(loaded)
+            self._absent.update(missing - loaded.keys())
         rows = {key: row.copy() for key, row in (earlier | known).items()}
         history: list[dict[str, Any]] = []
         rejections: list[Rejection] = []

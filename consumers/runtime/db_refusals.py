@@ -39,6 +39,15 @@ CPU per event): whole batches 1.55x a clean stream's; in pieces 1.2x (8) to 1.3x
 while a refused piece's rows had to be loaded again; since a refused piece gives its
 rows back (order-state works on copies), 4 pieces 1.17x and 8 pieces 1.2x. Each piece
 adds a savepoint, a load and its statements; a refused one wastes its work.
+
+Pieces cut by position also write more rows: an order created in one piece and paid
+in the next is inserted, then updated (on the simulator's spread-out orders, three
+times the updates of the whole batch). When the projection's keys are independent
+(:attr:`~consumers.projections.base.Projection.independent_keys`), pieces are cut by
+key instead, and a refused piece whose event the database named is applied as two:
+every other key at once, then the named event's key (bisected if it is refused
+again). ``bench/poison.py``, PostgreSQL, events/s poisoned / clean: 0.74 by position,
+0.85 by key.
 """
 
 from __future__ import annotations
@@ -147,13 +156,19 @@ class RefusalIsolator:
     """
 
     apply: Apply
+    independent_keys: bool = False
+    """The projection's events of different keys commute
+    (:attr:`~consumers.projections.base.Projection.independent_keys`): pieces are cut
+    by key, and a named event's key is set apart from the rest of its piece."""
     careful_batches_left: int = 0
 
     def apply_batch(self, connection: Connection, batch: Sequence[Envelope]) -> Outcome:
         outcome = Outcome()
         if not batch:
             return outcome
-        for piece in _pieces(batch, self._pieces_for(len(batch))):
+        count = self._pieces_for(len(batch))
+        cut = _pieces_by_key if self.independent_keys else _pieces
+        for piece in cut(batch, count) if count > 1 else [batch]:
             self._apply_piece(connection, piece, outcome, known_bad=False)
         if outcome.refused:
             self.careful_batches_left = CAREFUL_BATCHES
@@ -198,6 +213,14 @@ class RefusalIsolator:
             outcome.refused.append(RefusedEvent(piece[0], refusal))
             return False
         suspect = _suspect(piece, refusal)
+        if suspect is not None and self.independent_keys:
+            key = piece[suspect].event.key
+            others = [env for env in piece if env.event.key != key]
+            if others:  # the rest of the piece at once, then the named event's key
+                self._apply_piece(connection, others, outcome, known_bad=False)
+                mine = [env for env in piece if env.event.key == key]
+                self._apply_piece(connection, mine, outcome, known_bad=False)
+                return False
         if suspect is not None:  # try the event the database named alone, first
             before, rest = piece[:suspect], piece[suspect + 1 :]
             self._apply_piece(connection, before, outcome, known_bad=False)
@@ -232,5 +255,16 @@ def _suspect(piece: Sequence[Envelope], refusal: DbRefusal | None) -> int | None
 
 
 def _pieces(batch: Sequence[Envelope], count: int) -> list[Sequence[Envelope]]:
+    """``count`` consecutive pieces of about the same size."""
     size = -(-len(batch) // count)
     return [batch[start : start + size] for start in range(0, len(batch), size)]
+
+
+def _pieces_by_key(batch: Sequence[Envelope], count: int) -> list[Sequence[Envelope]]:
+    """``count`` pieces, each holding every event of its keys, in the batch's order: no
+    row is written by two pieces (cut by position, an order created in one piece and
+    paid in the next is inserted, then updated; here it is inserted once, paid)."""
+    pieces: list[list[Envelope]] = [[] for _ in range(count)]
+    for env in batch:
+        pieces[hash(env.event.key) % count].append(env)
+    return [piece for piece in pieces if piece]

@@ -169,7 +169,7 @@ class GroupRunner:
         self._stop = stop
         self._offsets = OffsetStore(self.group_id, self.topic)
         self._processed = ProcessedEvents(self.group_id, self.topic)
-        self._isolator = RefusalIsolator(projection.apply)
+        self._isolator = RefusalIsolator(projection.apply, projection.independent_keys)
         self._dlq = DeadLetterWriter(settings, self.group_id)
         self._deserializer = EventDeserializer(make_registry_client(settings.registry_config()))
         self._consumer: Consumer | None = None

@@ -12,9 +12,9 @@ from sqlalchemy.exc import OperationalError
 
 from consumers.projections.base import Envelope
 from consumers.projections.cart_projection import CartProjection, carts
-from consumers.projections.order_state import OrderStateProjection, orders
+from consumers.projections.order_state import OrderStateProjection, order_status_history, orders
 from consumers.runtime.db_refusals import CAREFUL_PIECES, MIN_PIECE, RefusalIsolator, db_refusal
-from shopstream.events import CartItemAdded, DomainEvent, OrderCreated, OrderLine
+from shopstream.events import CartItemAdded, DomainEvent, OrderCreated, OrderLine, OrderPaid
 from tests.support.poison import (
     REFUSED_CUSTOMER,
     TRIGGER_MESSAGE,
@@ -33,6 +33,12 @@ def created(index: int, customer: str = "cust-1") -> OrderCreated:
         lines=(line,),
         total=line.amount,
         currency="EUR",
+    )
+
+
+def paid(index: int) -> OrderPaid:
+    return OrderPaid(
+        order_id=f"o-{index}", payment_id=f"p-{index}", amount=Decimal("5.00"), currency="EUR"
     )
 
 
@@ -67,14 +73,17 @@ def test_exactly_the_refused_events_are_isolated_the_rest_applied_once(engine: E
     assert outcome.applies <= 1 + len(poison) * 2 * math.ceil(math.log2(256))
 
 
+@pytest.mark.parametrize("independent_keys", [False, True], ids=["by-position", "by-key"])
 def test_after_a_refusal_batches_are_applied_in_pieces_and_only_one_is_searched(
-    engine: Engine,
+    engine: Engine, independent_keys: bool
 ) -> None:
     """SQLite names no row: the poison is found by bisection. PostgreSQL quotes the
-    refused row: three more applies find it. Either way the next batches go in pieces,
-    so a refusal wastes a piece's work, not a whole batch's."""
+    refused row: three more applies find it (before / the named event / after), or two
+    when keys are independent (every other key at once / the named event's key). Either
+    way the next batches go in pieces, so a refusal wastes a piece's work, not a whole
+    batch's."""
     install_refusal_trigger(engine, "orders")
-    isolator = RefusalIsolator(OrderStateProjection().apply)
+    isolator = RefusalIsolator(OrderStateProjection().apply, independent_keys)
     applies = []
     for batch in range(3):
         events: list[DomainEvent] = [
@@ -93,12 +102,57 @@ def test_after_a_refusal_batches_are_applied_in_pieces_and_only_one_is_searched(
     # still in pieces for a while (pieces of at least MIN_PIECE events)
     assert outcome.applies == min(CAREFUL_PIECES, 64 // MIN_PIECE) > 1
     if engine.dialect.name == "postgresql":
-        # the whole batch, then before / the named event / after; then the same in a piece
-        assert applies == [4, CAREFUL_PIECES + 3, CAREFUL_PIECES + 3]
+        # the whole batch, then the search; then the same in a piece
+        search = 2 if independent_keys else 3
+        assert applies == [1 + search, CAREFUL_PIECES + search, CAREFUL_PIECES + search]
+        return
+    assert applies[0] <= 1 + 2 * math.ceil(math.log2(512))
+    if independent_keys:  # pieces of uneven sizes (by the keys' hashes)
+        assert max(applies[1:]) <= CAREFUL_PIECES + 2 * math.ceil(math.log2(512))
         return
     piece = 512 // CAREFUL_PIECES
-    assert applies[0] <= 1 + 2 * math.ceil(math.log2(512))
     assert applies[1] == applies[2] <= CAREFUL_PIECES + 2 * math.ceil(math.log2(piece))
+
+
+def test_pieces_cut_by_key_keep_each_orders_events_together_and_in_order(
+    engine: Engine,
+) -> None:
+    """Orders created and paid in the same batches, a poison among them, applied in
+    pieces cut by key: every order is written once per batch (inserted, paid), the
+    poison's own later event is refused by the state machine (its order was never
+    created), and every other order ends paid, its history in order."""
+    install_refusal_trigger(engine, "orders")
+    isolator = RefusalIsolator(OrderStateProjection().apply, independent_keys=True)
+    isolator.careful_batches_left = 1  # as after a refusal: the batch goes in pieces
+    events: list[DomainEvent] = []
+    for i in range(200):
+        events.append(created(i, REFUSED_CUSTOMER if i == 77 else "cust-1"))
+        if i >= 3:
+            events.append(paid(i - 3))
+    events += [paid(i) for i in range(197, 200)]
+    with engine.begin() as connection:
+        outcome = isolator.apply_batch(connection, envelopes(events))
+    assert outcome.applies > CAREFUL_PIECES  # in pieces, then the search
+    assert [r.envelope.event.key for r in outcome.refused] == ["o-77"]
+    assert [(r.envelope.event.key, r.reason) for r in outcome.rejections] == [
+        ("o-77", "unknown-order")
+    ]
+    with engine.connect() as connection:
+        statuses = {
+            key: status
+            for key, status in connection.execute(select(orders.c.order_id, orders.c.status))
+        }
+        history = connection.execute(
+            select(order_status_history.c.order_id, order_status_history.c.to_status).order_by(
+                order_status_history.c.order_id, order_status_history.c.seq
+            )
+        ).all()
+    assert len(statuses) == 199 and set(statuses.values()) == {"PAID"}
+    assert len(history) == 2 * 199
+    assert all(
+        [status for order, status in history if order == key] == ["PENDING_PAYMENT", "PAID"]
+        for key in statuses
+    )
 
 
 def test_values_beyond_the_columns_are_refused_on_postgresql_and_overflow_on_both(
