@@ -5,6 +5,9 @@ topics), migrates the schema, seeds the catalog, binds its socket (all failures 
 line, exit 2), then runs the API on uvicorn with the relay on a thread. On SIGTERM or
 SIGINT uvicorn stops accepting, finishes the requests in hand, and the lifespan stops
 the relay after its current pass (marked sent or left pending, never half-marked).
+With ``--workers N`` the parent forwards SIGTERM/SIGINT to the workers, and a worker
+gets SIGTERM from the kernel when the parent dies, even by ``kill -9``
+(:func:`_stops_with_parent`).
 
 ``relay`` runs only the relay, with ``/healthz``, ``/readyz`` and ``/metrics`` on its
 own port like the consumer daemons, until SIGTERM or SIGINT.
@@ -13,9 +16,11 @@ own port like the consumer daemons, until SIGTERM or SIGINT.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -55,6 +60,8 @@ STALL_AFTER_S = 60.0
 KEEP_ALIVE_S = 30
 """Idle keep-alive connections are closed after this (uvicorn's 5 s default raced with
 clients reusing a pooled connection under load: a reset instead of an answer)."""
+PR_SET_PDEATHSIG = 1
+"""prctl(2) option: the signal the kernel sends the caller when its parent dies."""
 
 
 @dataclass(frozen=True)
@@ -172,13 +179,15 @@ def _run_workers(settings: Settings, options: ServeOptions, sock: socket.socket)
     """Fork the workers (their metrics summed: :func:`shared_across_workers`), forward
     SIGTERM/SIGINT to them, wait; 1 if any failed."""
     with shared_across_workers():
+        parent = os.getpid()
         children: list[int] = []
         for _ in range(options.workers):
             pid = os.fork()
             if pid == 0:  # the worker: its own engine, relay and server on the shared socket
                 code = 1
                 try:
-                    code = _run_worker(settings, options, sock)
+                    if _stops_with_parent(parent):
+                        code = _run_worker(settings, options, sock)
                 finally:
                     os._exit(code)
             children.append(pid)
@@ -201,6 +210,25 @@ def _run_workers(settings: Settings, options: ServeOptions, sock: socket.socket)
     if failed:
         log.error("workers failed", failed=failed, workers=options.workers)
     return 1 if failed else 0
+
+
+def _stops_with_parent(parent: int) -> bool:
+    """In a worker just forked by ``parent``: have the kernel send it SIGTERM when the
+    parent dies, even by ``kill -9`` (Linux's ``PR_SET_PDEATHSIG``), so no orphan keeps
+    serving the socket; the worker then stops as on any SIGTERM. The signal follows the
+    thread that forked: the parent's main thread, which lives until the workers are
+    gone. False when the parent died before this call (the signal will never come).
+    Elsewhere than Linux there is no such signal: True."""
+    if sys.platform != "linux":
+        return True
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(ctypes.c_int(PR_SET_PDEATHSIG), ctypes.c_ulong(signal.SIGTERM)) != 0:
+        log.error("prctl(PR_SET_PDEATHSIG) failed", error=os.strerror(ctypes.get_errno()))
+        return False
+    if os.getppid() != parent:
+        log.warning("parent gone before the worker started, stopping", parent=parent)
+        return False
+    return True
 
 
 def _run_worker(settings: Settings, options: ServeOptions, sock: socket.socket) -> int:

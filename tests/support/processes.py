@@ -4,11 +4,14 @@
 and stderr in a log file (appended across restarts). ``kill9()`` sends SIGKILL, by
 pid, at whatever instant the process is in; ``terminate()`` sends SIGTERM and waits
 for a clean exit. The daemons (:mod:`tests.support.daemons`) and the services
-(:mod:`tests.support.services`) are the two kinds.
+(:mod:`tests.support.services`) are the two kinds. A process that forks (``serve
+--workers``) keeps its children in its session: :func:`session_pids` finds them (also
+once they are orphans) and :func:`kill_session` kills them, by pid.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -17,6 +20,30 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+
+
+def session_pids(leader: int) -> list[int]:
+    """The live (not zombie) processes in the session ``leader`` started, ``leader``
+    included while it lives: its children stay in it when it dies."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text(encoding="utf-8", errors="replace")
+        except OSError:  # gone meanwhile
+            continue
+        state, _ppid, _pgrp, session = stat.rpartition(")")[2].split()[:4]
+        if int(session) == leader and state not in ("Z", "X"):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def kill_session(leader: int) -> None:
+    """SIGKILL every live process of the session ``leader`` started, by pid."""
+    for pid in session_pids(leader):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def cli_env(

@@ -1,0 +1,82 @@
+"""``shopstream serve --workers 2`` (PostgreSQL) when its parent is killed with ``kill -9``.
+
+The workers must not outlive it: each stops as on SIGTERM (uvicorn's graceful
+shutdown, the lifespan logs ``stopped``) and the port is free again.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from shopstream.config import Settings
+from tests.conftest import StackEndpoints, fresh_postgres_database
+from tests.support.pipeline import create_project_topics
+from tests.support.processes import kill_session, session_pids
+from tests.support.services import ServiceProcess, service_env
+
+pytestmark = [pytest.mark.faults, pytest.mark.integration]
+
+GONE_WITHIN_S = 20.0
+"""Generous: an idle worker stops in well under a second."""
+
+
+def _wait_for_log(service: ServiceProcess, needle: str, count: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while (log := service.current_log()).count(needle) < count:
+        assert time.monotonic() < deadline, f"{count}x {needle} not in {timeout}s:\n{log[-3000:]}"
+        time.sleep(0.1)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+            sock.listen()
+        except OSError:
+            return False
+        return True
+
+
+def test_workers_die_with_their_killed_parent(
+    stack: StackEndpoints, used_names: list[str], tmp_path: Path
+) -> None:
+    if not stack.postgres_url:
+        pytest.skip("--workers needs PostgreSQL (set TEST_POSTGRES_URL)")
+    prefix = f"t-svc-orphans-{uuid.uuid4().hex[:8]}-"
+    used_names.append(prefix)
+    with fresh_postgres_database(stack.postgres_url) as url:
+        settings = Settings.load(
+            kafka_bootstrap_servers=stack.bootstrap_servers,
+            schema_registry_url=stack.registry_url,
+            database_url=url,
+            shopstream_topic_prefix=prefix,
+        )
+        create_project_topics(settings, partitions=1)
+        env = service_env(settings)
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        first = ServiceProcess(env, tmp_path / "first.log", args=["--workers", "2"])
+        sessions: list[int] = []
+        try:
+            first.start()
+            sessions.append(first.pid)
+            _wait_for_log(first, '"event": "serving"', 2, 60)
+            workers = [pid for pid in session_pids(first.pid) if pid != first.pid]
+            assert len(workers) == 2, workers
+
+            first.kill9()
+            deadline = time.monotonic() + GONE_WITHIN_S
+            while (left := session_pids(first.pid)) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not left, f"workers {left} outlived their parent by {GONE_WITHIN_S}s"
+            assert first.current_log().count('"event": "stopped"') == 2, first.current_log()
+            assert _port_free(first.port)
+        finally:
+            for leader in sessions:
+                kill_session(leader)
+            first.kill9()
