@@ -1,11 +1,15 @@
 """``shopstream serve --workers 2`` (PostgreSQL) when its parent is killed with ``kill -9``.
 
 The workers must not outlive it: each stops as on SIGTERM (uvicorn's graceful
-shutdown, the lifespan logs ``stopped``) and the port is free again.
+shutdown, the lifespan logs ``stopped``) and the port is free again. The metrics
+directory the killed parent could not remove is removed by the next ``serve
+--workers`` start, while one whose owner still runs is kept. The services' temporary
+directory is this test's own (``TMPDIR``), so nothing outside it is swept.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 import uuid
@@ -50,6 +54,10 @@ def test_workers_die_with_their_killed_parent(
         pytest.skip("--workers needs PostgreSQL (set TEST_POSTGRES_URL)")
     prefix = f"t-svc-orphans-{uuid.uuid4().hex[:8]}-"
     used_names.append(prefix)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    kept = temp / f"shopstream-metrics-{os.getpid()}-livepid0"  # its owner (us) runs
+    kept.mkdir()
     with fresh_postgres_database(stack.postgres_url) as url:
         settings = Settings.load(
             kafka_bootstrap_servers=stack.bootstrap_servers,
@@ -58,9 +66,12 @@ def test_workers_die_with_their_killed_parent(
             shopstream_topic_prefix=prefix,
         )
         create_project_topics(settings, partitions=1)
-        env = service_env(settings)
+        env = service_env(settings, TMPDIR=str(temp))
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         first = ServiceProcess(env, tmp_path / "first.log", args=["--workers", "2"])
+        second = ServiceProcess(
+            env, tmp_path / "second.log", args=["--workers", "2"], port=first.port
+        )
         sessions: list[int] = []
         try:
             first.start()
@@ -76,7 +87,18 @@ def test_workers_die_with_their_killed_parent(
             assert not left, f"workers {left} outlived their parent by {GONE_WITHIN_S}s"
             assert first.current_log().count('"event": "stopped"') == 2, first.current_log()
             assert _port_free(first.port)
+            abandoned = sorted(temp.glob(f"shopstream-metrics-{first.pid}-*"))
+            assert len(abandoned) == 1, sorted(temp.iterdir())  # killed -9: not removed
+
+            second.start()
+            sessions.append(second.pid)
+            _wait_for_log(second, '"event": "serving"', 2, 60)  # SIGTERM-ready, both
+            assert not abandoned[0].exists(), "the dead parent's metrics directory is left"
+            assert kept.is_dir(), "a live owner's metrics directory was removed"
+            assert second.terminate() == 0, second.current_log()[-2000:]
+            assert sorted(temp.iterdir()) == [kept]
         finally:
             for leader in sessions:
                 kill_session(leader)
             first.kill9()
+            second.kill9()
