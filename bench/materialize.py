@@ -37,7 +37,7 @@ Needs a running stack (KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL). Everything
 writes lives under a unique topic prefix, group ids and databases, and all of it
 (topics, subjects, databases) is deleted when the run ends.
 
-    python bench/materialize.py [--orders 24000] [--runs 3] [--members 2]
+    python bench/materialize.py [--orders 60000] [--runs 3] [--members 2]
                                 [--postgres-url URL] [--workloads clustered,spread]
 """
 
@@ -575,7 +575,12 @@ def _row_order(row: str) -> tuple[int, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="order-state daemon benchmark")
-    parser.add_argument("--orders", type=int, default=24_000, help="orders per workload")
+    parser.add_argument(
+        "--orders",
+        type=int,
+        default=60_000,
+        help="orders per workload (enough for two members to overlap for seconds)",
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--members", type=int, default=2, help="processes in the group")
     parser.add_argument("--clustered-customers", type=int, default=50)
