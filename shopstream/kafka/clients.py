@@ -26,6 +26,10 @@ def _quiet(conf: dict[str, Any]) -> dict[str, Any]:
     return conf
 
 
+MESSAGE_TIMEOUT_MS = 120_000
+"""How long the producer keeps trying to deliver an event before reporting it failed."""
+
+
 def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     """Idempotent, acks=all producer settings (events stay in order per key)."""
     conf: dict[str, Any] = {
@@ -36,7 +40,7 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "batch.num.messages": 10_000,
         "compression.type": "lz4",
         "queue.buffering.max.messages": 500_000,
-        "message.timeout.ms": 120_000,
+        "message.timeout.ms": MESSAGE_TIMEOUT_MS,
     }
     conf.update(overrides)
     return _quiet(conf)

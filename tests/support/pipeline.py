@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from confluent_kafka import KafkaError, Message, TopicPartition
 
 from consumers.runtime import dlq_writer
-from producers.base import EventProducer, ProducerOptions
+from producers.base import DEFAULT_CLOSE_TIMEOUT_S, EventProducer, ProducerOptions
 from schemas import CART_TOPIC, ORDER_TOPIC, dlq_topic
 from shopstream.config import Settings
 from shopstream.events import DomainEvent
-from shopstream.kafka.clients import make_admin, make_reader
+from shopstream.kafka.clients import MESSAGE_TIMEOUT_MS, make_admin, make_reader
 from shopstream.kafka.topics import create_topics, project_topics
 
 
@@ -26,7 +26,12 @@ def create_project_topics(settings: Settings, partitions: int = 6) -> None:
     create_topics(settings, project_topics(partitions, prefix=settings.shopstream_topic_prefix))
 
 
-def produce(settings: Settings, events: Iterable[DomainEvent], rate: float = 0.0) -> int:
+def produce(
+    settings: Settings,
+    events: Iterable[DomainEvent],
+    rate: float = 0.0,
+    close_timeout: float = DEFAULT_CLOSE_TIMEOUT_S,
+) -> int:
     """Produce ``events`` (at ``rate`` events/s, 0 = as fast as possible); all acked."""
     options = ProducerOptions(topic_prefix=settings.shopstream_topic_prefix)
     producer = EventProducer(settings, options)
@@ -39,9 +44,16 @@ def produce(settings: Settings, events: Iterable[DomainEvent], rate: float = 0.0
             if delay > 0:
                 time.sleep(delay)
         producer.send(event)
-    report = producer.close()
+    report = producer.close(close_timeout)
     report.raise_if_failed()
     return count
+
+
+UNTIL_DELIVERED_OR_TIMED_OUT_S = MESSAGE_TIMEOUT_MS / 1000 + 30
+"""How long a producer under faults waits at close: every event is then either delivered
+or reported failed with librdkafka's reason. Once, in a full CI run under load, the
+producer delivered nothing for over 75 s after a broker restart, and closing after 60 s
+reported only "still queued"."""
 
 
 @dataclass
@@ -62,7 +74,9 @@ class BackgroundProducer:
 
     def _run(self) -> None:
         try:
-            self.produced = produce(self.settings, self.events, self.rate)
+            self.produced = produce(
+                self.settings, self.events, self.rate, UNTIL_DELIVERED_OR_TIMED_OUT_S
+            )
         except BaseException as exc:
             self.error = exc
 
