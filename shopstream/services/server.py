@@ -60,6 +60,8 @@ STALL_AFTER_S = 60.0
 KEEP_ALIVE_S = 30
 """Idle keep-alive connections are closed after this (uvicorn's 5 s default raced with
 clients reusing a pooled connection under load: a reset instead of an answer)."""
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+"""What stops ``serve`` cleanly (``--workers``: forwarded to every worker)."""
 PR_SET_PDEATHSIG = 1
 """prctl(2) option: the signal the kernel sends the caller when its parent dies."""
 
@@ -95,7 +97,7 @@ class _Server(uvicorn.Server):
             self.force_exit = self.should_exit and signum == signal.SIGINT
             self.should_exit = True
 
-        previous = {s: signal.signal(s, handle) for s in (signal.SIGTERM, signal.SIGINT)}
+        previous = {s: signal.signal(s, handle) for s in STOP_SIGNALS}
         try:
             yield
         finally:
@@ -177,33 +179,45 @@ def _prepare(settings: Settings, options: ServeOptions) -> None:
 
 def _run_workers(settings: Settings, options: ServeOptions, sock: socket.socket) -> int:
     """Fork the workers (their metrics summed: :func:`shared_across_workers`), forward
-    SIGTERM/SIGINT to them, wait; 1 if any failed."""
+    SIGTERM/SIGINT to them, wait; 1 if any failed (dying of the signal forwarded to
+    it is stopping, not failing)."""
     with shared_across_workers():
         parent = os.getpid()
         children: list[int] = []
+        # held until every worker is forked and the parent forwards them: a SIGTERM in
+        # between is forwarded then, instead of killing the parent alone
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         for _ in range(options.workers):
             pid = os.fork()
             if pid == 0:  # the worker: its own engine, relay and server on the shared socket
                 code = 1
                 try:
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
                     if _stops_with_parent(parent):
                         code = _run_worker(settings, options, sock)
                 finally:
                     os._exit(code)
             children.append(pid)
 
+        forwarded: set[int] = set()
+
         def forward(signum: int, _frame: FrameType | None) -> None:
+            forwarded.add(signum)
             for child in children:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(child, signum)
 
-        previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+        previous = {s: signal.signal(s, forward) for s in STOP_SIGNALS}
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         failed = 0
         try:
             for child in children:
                 _, status = os.waitpid(child, 0)
                 worker_exited(child)
-                failed += os.waitstatus_to_exitcode(status) != 0
+                code = os.waitstatus_to_exitcode(status)
+                # a worker still starting (no handler of its own yet) dies of the
+                # signal it was forwarded: it stopped as asked, it did not fail
+                failed += code != 0 and -code not in forwarded
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
@@ -351,7 +365,7 @@ def run_relay(
             log.info("signal received, stopping", signal=signal.Signals(signum).name)
             stop.set()
 
-        previous = {s: signal.signal(s, handle) for s in (signal.SIGTERM, signal.SIGINT)}
+        previous = {s: signal.signal(s, handle) for s in STOP_SIGNALS}
         log.info("relay running", http_port=http.port if http else None)
         try:
             relay.run()

@@ -102,3 +102,38 @@ def test_workers_die_with_their_killed_parent(
                 kill_session(leader)
             first.kill9()
             second.kill9()
+
+
+def test_a_sigterm_while_the_workers_start_is_a_clean_stop(
+    stack: StackEndpoints, used_names: list[str], tmp_path: Path
+) -> None:
+    """SIGTERM as soon as both workers exist, before they serve (a worker that has not
+    installed uvicorn's handler yet dies of the forwarded signal): exit 0, not
+    "workers failed"."""
+    if not stack.postgres_url:
+        pytest.skip("--workers needs PostgreSQL (set TEST_POSTGRES_URL)")
+    prefix = f"t-svc-early-{uuid.uuid4().hex[:8]}-"
+    used_names.append(prefix)
+    with fresh_postgres_database(stack.postgres_url) as url:
+        settings = Settings.load(
+            kafka_bootstrap_servers=stack.bootstrap_servers,
+            schema_registry_url=stack.registry_url,
+            database_url=url,
+            shopstream_topic_prefix=prefix,
+        )
+        create_project_topics(settings, partitions=1)
+        env = service_env(settings, TMPDIR=str(tmp_path))
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        service = ServiceProcess(env, tmp_path / "serve.log", args=["--workers", "2"])
+        try:
+            service.start(ready_timeout=0)
+            deadline = time.monotonic() + 60
+            while len(session_pids(service.pid)) < 3:  # the parent and both workers
+                assert service.running, service.current_log()[-3000:]
+                assert time.monotonic() < deadline, service.current_log()[-3000:]
+                time.sleep(0.005)
+            assert service.terminate() == 0, service.current_log()[-3000:]
+            assert "workers failed" not in service.current_log()
+        finally:
+            kill_session(service.pid)
+            service.kill9()
