@@ -9,10 +9,12 @@ directory is this test's own (``TMPDIR``), so nothing outside it is swept.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,17 +49,16 @@ def _port_free(port: int) -> bool:
         return True
 
 
-def test_workers_die_with_their_killed_parent(
-    stack: StackEndpoints, used_names: list[str], tmp_path: Path
-) -> None:
+@contextlib.contextmanager
+def _workers_env(
+    stack: StackEndpoints, used_names: list[str], name: str, temp: Path
+) -> Iterator[dict[str, str]]:
+    """The environment of a ``serve --workers`` on a fresh database and fresh topics,
+    its temporary directory ``temp`` (skips without PostgreSQL)."""
     if not stack.postgres_url:
         pytest.skip("--workers needs PostgreSQL (set TEST_POSTGRES_URL)")
-    prefix = f"t-svc-orphans-{uuid.uuid4().hex[:8]}-"
+    prefix = f"t-svc-{name}-{uuid.uuid4().hex[:8]}-"
     used_names.append(prefix)
-    temp = tmp_path / "tmp"
-    temp.mkdir()
-    kept = temp / f"shopstream-metrics-{os.getpid()}-livepid0"  # its owner (us) runs
-    kept.mkdir()
     with fresh_postgres_database(stack.postgres_url) as url:
         settings = Settings.load(
             kafka_bootstrap_servers=stack.bootstrap_servers,
@@ -68,6 +69,17 @@ def test_workers_die_with_their_killed_parent(
         create_project_topics(settings, partitions=1)
         env = service_env(settings, TMPDIR=str(temp))
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        yield env
+
+
+def test_workers_die_with_their_killed_parent(
+    stack: StackEndpoints, used_names: list[str], tmp_path: Path
+) -> None:
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    kept = temp / f"shopstream-metrics-{os.getpid()}-livepid0"  # its owner (us) runs
+    kept.mkdir()
+    with _workers_env(stack, used_names, "orphans", temp) as env:
         first = ServiceProcess(env, tmp_path / "first.log", args=["--workers", "2"])
         second = ServiceProcess(
             env, tmp_path / "second.log", args=["--workers", "2"], port=first.port
@@ -110,20 +122,7 @@ def test_a_sigterm_while_the_workers_start_is_a_clean_stop(
     """SIGTERM as soon as both workers exist, before they serve (a worker that has not
     installed uvicorn's handler yet dies of the forwarded signal): exit 0, not
     "workers failed"."""
-    if not stack.postgres_url:
-        pytest.skip("--workers needs PostgreSQL (set TEST_POSTGRES_URL)")
-    prefix = f"t-svc-early-{uuid.uuid4().hex[:8]}-"
-    used_names.append(prefix)
-    with fresh_postgres_database(stack.postgres_url) as url:
-        settings = Settings.load(
-            kafka_bootstrap_servers=stack.bootstrap_servers,
-            schema_registry_url=stack.registry_url,
-            database_url=url,
-            shopstream_topic_prefix=prefix,
-        )
-        create_project_topics(settings, partitions=1)
-        env = service_env(settings, TMPDIR=str(tmp_path))
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    with _workers_env(stack, used_names, "early", tmp_path) as env:
         service = ServiceProcess(env, tmp_path / "serve.log", args=["--workers", "2"])
         try:
             service.start(ready_timeout=0)
